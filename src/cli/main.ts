@@ -1,0 +1,73 @@
+/**
+ * The `ttrl` CLI. Every file in src/cli/commands/ exports `register(program)` and adds one command (or a
+ * command group); this module discovers them, so adding a command never means editing a shared list.
+ * Exit codes: 0 success, 1 runtime error, 2 usage error.
+ */
+import { readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Command, CommanderError } from "commander";
+import { TtrlError } from "../util/errors.ts";
+
+export interface CommandModule {
+  register(program: Command): void;
+}
+
+export async function buildProgram(): Promise<Command> {
+  const program = new Command();
+  program
+    .name("ttrl")
+    .description(
+      "Label-free reinforcement learning of language models (TTRL) — data, grading, training, merging, evaluation",
+    )
+    .version("0.1.0")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  const dir = join(dirname(fileURLToPath(import.meta.url)), "commands");
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts") && !f.startsWith("_"))
+    .sort();
+  for (const f of files) {
+    const mod = (await import(pathToFileURL(join(dir, f)).href)) as Partial<CommandModule>;
+    if (typeof mod.register !== "function")
+      throw new Error(`src/cli/commands/${f} does not export register()`);
+    mod.register(program);
+  }
+  // Every subcommand exits through exitOverride so usage errors map to exit code 2.
+  const applyOverride = (cmd: Command) => {
+    cmd.exitOverride();
+    for (const c of cmd.commands) applyOverride(c);
+  };
+  applyOverride(program);
+  return program;
+}
+
+/** Run the CLI; sets process.exitCode rather than exiting so streams flush. */
+export async function main(argv: string[]): Promise<void> {
+  let program: Command;
+  try {
+    program = await buildProgram();
+  } catch (e) {
+    process.stderr.write(`ttrl: internal error while loading commands: ${(e as Error).stack ?? e}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    process.exitCode = exitCodeFor(e);
+    if (e instanceof CommanderError) return; // commander already printed its message
+    const msg = e instanceof TtrlError ? e.message : ((e as Error)?.stack ?? String(e));
+    process.stderr.write(`ttrl: error: ${msg}\n`);
+  }
+}
+
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof CommanderError) {
+    if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help")
+      return 0;
+    return 2;
+  }
+  if (e instanceof TtrlError) return e.exitCode;
+  return 1;
+}

@@ -1,0 +1,44 @@
+/** Option parsers for commander that reject bad values as usage errors (exit code 2). */
+import { InvalidArgumentError } from "commander";
+
+export function parseIntOption(name: string, min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY) {
+  return (value: string): number => {
+    if (!/^-?\d+$/.test(value.trim()))
+      throw new InvalidArgumentError(`${name} must be an integer, got "${value}"`);
+    const n = Number(value);
+    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be in [${min}, ${max}], got ${n}`);
+    return n;
+  };
+}
+
+export function parseFloatOption(
+  name: string,
+  min = Number.NEGATIVE_INFINITY,
+  max = Number.POSITIVE_INFINITY,
+) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n))
+      throw new InvalidArgumentError(`${name} must be a number, got "${value}"`);
+    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be in [${min}, ${max}], got ${n}`);
+    return n;
+  };
+}
+
+/** Comma-separated positive integers, e.g. "1,2,4,8". */
+export function parseIntList(name: string) {
+  return (value: string): number[] => {
+    const parts = value.split(",").map((s) => s.trim());
+    if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1))
+      throw new InvalidArgumentError(`${name} must be comma-separated positive integers, got "${value}"`);
+    return parts.map(Number);
+  };
+}
+
+export function parseChoice<T extends string>(name: string, choices: readonly T[]) {
+  return (value: string): T => {
+    if (!(choices as readonly string[]).includes(value))
+      throw new InvalidArgumentError(`${name} must be one of ${choices.join(", ")}, got "${value}"`);
+    return value as T;
+  };
+}
