@@ -7,9 +7,9 @@
  * Ownership: jax-js arrays are reference-counted and every call consumes its arguments. `AdamW.step`
  * consumes `params` and `grads` and returns new params; the optimizer owns its moment buffers.
  */
-import { type Array, jit, numpy as np, tree } from "@jax-js/jax";
+import { type Array as JArray, jit, numpy as np, tree } from "@jax-js/jax";
 
-export type Params = Record<string, Array>;
+export type Params = Record<string, JArray>;
 
 export interface AdamWOptions {
   beta1?: number;
@@ -26,7 +26,7 @@ export interface OptimizerState {
   v: Float32Array[];
 }
 
-type Scalars = { lr: Array; decay: Array; stepSize: Array; sqrtBc2: Array; clip: Array };
+type Scalars = { lr: JArray; decay: JArray; stepSize: JArray; sqrtBc2: JArray; clip: JArray };
 
 /** AdamW exactly as torch.optim.AdamW (amsgrad off, maximize off). */
 export class AdamW {
@@ -127,7 +127,7 @@ export class AdamW {
 }
 
 const sumSquares = jit((g: Params) => {
-  let acc: Array | null = null;
+  let acc: JArray | null = null;
   for (const k of Object.keys(g).sort()) {
     const s = np.sum(np.square(g[k]));
     acc = acc === null ? s : acc.add(s);
@@ -137,7 +137,7 @@ const sumSquares = jit((g: Params) => {
 
 /** Global L2 norm of a gradient tree (does not consume it). */
 export async function globalNorm(grads: Params): Promise<number> {
-  const s = sumSquares(tree.ref(grads)) as Array;
+  const s = sumSquares(tree.ref(grads)) as JArray;
   const [v] = await s.data();
   return Math.sqrt(v);
 }
