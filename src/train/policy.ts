@@ -1,0 +1,55 @@
+/**
+ * What the trainers need from a language model, as one small interface: a differentiable per-token
+ * log-prob function, a sampler, a tokenizer, and save/load of the weights. `enginePolicy` adapts the model
+ * engine (src/model); tests plug in tiny models written directly with jax-js.
+ */
+import type { Array as JArray } from "@jax-js/jax";
+import type { Params } from "./optim.ts";
+
+export interface PolicyTokenizer {
+  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
+  decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
+  eosTokenIds: number[];
+  padTokenId: number;
+  bosTokenId?: number | null;
+  applyChatTemplate?(
+    messages: { role: string; content: string }[],
+    opts?: { addGenerationPrompt?: boolean },
+  ): string;
+}
+
+export interface SampleOptions {
+  maxNewTokens: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  /** One seed per prompt row, so samples are reproducible. */
+  seeds: number[];
+  stop?: string[];
+}
+
+export interface Sample {
+  tokens: number[];
+  text: string;
+  logprobs: number[];
+  finishReason: "stop" | "eos" | "length";
+}
+
+export interface Policy {
+  tokenizer: PolicyTokenizer;
+  /** Longest sequence (prompt + completion) the model accepts. */
+  maxContext: number;
+  /** Current trainable weights (owned by the trainer once training starts). */
+  params: Params;
+  /**
+   * Differentiable: log p(targets[b,t] | inputIds[b,≤t]) as f32 [B,T]. Consumes its arguments (jax-js
+   * convention) and must be traceable under jit(valueAndGrad(...)).
+   */
+  logprobs(params: Params, inputIds: JArray, targets: JArray): JArray;
+  /** Sample completions for `prompts` (token ids) with the weights `params` (not consumed). */
+  generate(params: Params, prompts: number[][], opts: SampleOptions): Promise<Sample[]>;
+  /** Write `params` (not consumed) as a loadable model folder, float32 unless `dtype` says otherwise. */
+  save(params: Params, dir: string, opts?: { dtype?: "F32" | "F16" | "BF16" }): Promise<void>;
+  /** Read the weights of a folder written by `save` (exact for F32). */
+  loadParams(dir: string): Promise<Params>;
+}
