@@ -150,6 +150,16 @@ export function canonicalLabel(label: string | number): string {
   return c;
 }
 
+/** Whether a label means "no label": null, undefined, or an empty/blank string. */
+export function isMissingLabel(label: unknown): label is null | undefined | "" {
+  return label === null || label === undefined || (typeof label === "string" && label.trim() === "");
+}
+
+/** Canonical label, or null for a missing one (see {@link isMissingLabel}); throws on a non-number. */
+export function optionalLabel(label: string | number | null | undefined): string | null {
+  return isMissingLabel(label) ? null : canonicalLabel(label);
+}
+
 /** Exact decimal equality of two plain decimal strings (canonical or not: "40.0" equals "40", "-0" equals "0"). */
 export function answersEqual(a: string, b: string): boolean {
   if (a === b) return true;
@@ -447,7 +457,7 @@ export function createGrader(opts: GradeOptions = {}): Grader {
     },
     gradeCanonical,
     grade(completion, label) {
-      return gradeCanonical(completion, label === null || label === undefined ? null : canonicalLabel(label));
+      return gradeCanonical(completion, optionalLabel(label));
     },
   };
 }
@@ -475,7 +485,10 @@ export function extractAnswer(completion: string, mode: Mode, opts?: GradeOption
   return graderFor(opts).extractAnswer(completion, mode);
 }
 
-/** Extract in both modes and compare with the label (exact decimal equality); `correct` is null without a label. */
+/**
+ * Extract in both modes and compare with the label (exact decimal equality); `correct` is null without a
+ * label (null, undefined or a blank string).
+ */
 export function gradeCompletion(
   completion: string,
   label: string | number | null | undefined,

@@ -10,7 +10,9 @@ import {
   type GradeOptions,
   type Grader,
   graderFor,
+  isMissingLabel,
   type Mode,
+  optionalLabel,
 } from "../answers/index.ts";
 import { TtrlError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
@@ -284,7 +286,7 @@ export function rowError(row: unknown): string | null {
   for (let i = 0; i < r.completions.length; i++)
     if (typeof r.completions[i] !== "string") return `completions[${i}] is not a string`;
   const l = r.label;
-  if (l !== undefined && l !== null) {
+  if (!isMissingLabel(l)) {
     if (typeof l !== "string" && typeof l !== "number") return '"label" must be a string, a number or null';
     try {
       canonicalLabel(l);
@@ -331,7 +333,7 @@ export class MetricsAccumulator {
     const maxK = this.ks[this.ks.length - 1];
     if (maxK > n)
       throw new TtrlError(`question ${JSON.stringify(row.id)} has ${n} completion(s), fewer than k=${maxK}`);
-    const label = row.label === undefined || row.label === null ? null : canonicalLabel(row.label);
+    const label = optionalLabel(row.label);
     const graded = row.completions.map((c) => this.grader.gradeCanonical(c, label));
     const q = this.nQuestions++;
     const rngFor = (mode: Mode) => (k: number) => this.baseRng.fork(`cons/${mode}/${q}/${k}`);

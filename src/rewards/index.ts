@@ -2,7 +2,7 @@
  * Reward functions for GRPO/TTRL. Every reward sees a whole group (all completions sampled for one
  * prompt), so a majority vote is never taken over a partial group.
  */
-import { canonicalLabel, type GradeOptions, graderFor, type Mode } from "../answers/index.ts";
+import { canonicalLabel, type GradeOptions, graderFor, isMissingLabel, type Mode } from "../answers/index.ts";
 import { TtrlError, UsageError } from "../util/errors.ts";
 import type { Rng } from "../util/rng.ts";
 
@@ -34,7 +34,7 @@ function gradeOpts(opts: GradeOptions): GradeOptions {
 }
 
 function hasLabel(label: Group["label"]): label is string | number {
-  return label !== null && label !== undefined;
+  return !isMissingLabel(label);
 }
 
 /** `value` for a valid completion (in `mode`), else `otherwise`. Defaults: strict, 1, 0. */

@@ -280,6 +280,9 @@ describe("gradeCompletion", () => {
     assert.equal(gradeCompletion(good, undefined).flexible.correct, null);
     assert.equal(gradeCompletion(good, 8).strict.correct, false);
     assert.throws(() => gradeCompletion(good, "yedi"), /label/);
+    // a blank label means "no label"
+    assert.equal(gradeCompletion(good, "").strict.correct, null);
+    assert.equal(gradeCompletion(good, "  ").flexible.correct, null);
   });
 });
 

@@ -25,6 +25,7 @@ describe("format and accuracy rewards", () => {
     assert.deepEqual(accuracyReward()(group, ctx()).rewards, [1, 1, 0, 0]);
     assert.deepEqual(accuracyReward()({ ...group, label: 40 }, ctx()).rewards, [1, 1, 0, 0]);
     assert.throws(() => accuracyReward()({ completions: [c("1")] }, ctx()), /needs a label/);
+    assert.throws(() => accuracyReward()({ completions: [c("1")], label: "" }, ctx()), /needs a label/);
   });
 });
 
@@ -37,6 +38,8 @@ describe("majority reward", () => {
     assert.equal(r.diagnostics?.majority_ratio, 3 / 7);
     assert.equal(r.diagnostics?.label_accuracy, undefined);
     assert.equal(r.diagnostics?.reward_accuracy, undefined);
+    const blank = majorityReward()({ ...g, label: "" }, ctx()).diagnostics;
+    assert.equal(blank?.label_accuracy, undefined);
   });
   it("invalid answers never win even when they are the most common", () => {
     const g = { completions: ["x", "y", "z", c("7")] };
