@@ -391,7 +391,7 @@ function regexExtractor(pattern: string, seps: LocaleSeps) {
   let re = regexCache.get(pattern);
   if (!re) {
     try {
-      re = new RegExp(pattern, "gu");
+      re = new RegExp(pattern, "g"); // no "u": lm-eval style patterns like `\,` must stay valid
     } catch (e) {
       throw new UsageError(`invalid regex extractor "${pattern}": ${(e as Error).message}`);
     }

@@ -138,10 +138,13 @@ export function consAtK(answers: (string | null)[], label: string, k: number, rn
   return sum / CONS_MAX_SUBSETS;
 }
 
+// Never drawn from: consAtK only uses its rng when it samples subsets.
+const SENTINEL_RNG = new Rng(0);
+
 /** cons@k on the first k samples (ties scored 1/|tied| as in {@link consAtK}). */
 export function consAtKFirst(answers: (string | null)[], label: string, k: number): number {
   checkNK(answers.length, k, "consAtKFirst");
-  return consAtK(answers.slice(0, k), label, k, new Rng(0));
+  return consAtK(answers.slice(0, k), label, k, SENTINEL_RNG); // one subset: the rng is never drawn
 }
 
 /** Percentile bootstrap 95% CI of Σcorrect/Σn over questions (resampling questions with replacement). */
@@ -272,9 +275,6 @@ class ModeAccumulator {
     };
   }
 }
-
-// Never drawn from: consAtK only uses its rng when it samples subsets.
-const SENTINEL_RNG = new Rng(0);
 
 /** Validate one input row's shape; returns an error message or null. */
 export function rowError(row: unknown): string | null {

@@ -257,6 +257,14 @@ describe("other extractors", () => {
     assert.equal(r("x=12", "\\d+"), "12");
     assert.equal(r("none", "Cevap: (\\d+)"), null);
     assert.throws(() => r("x", "("), /invalid regex/);
+    // lm-evaluation-harness's gsm8k strict-match pattern (with `\,` escapes) works as written
+    assert.equal(
+      extractAnswer("The answer is 5.\n#### 1,080", "strict", {
+        extract: "regex:#### (\\-?[0-9\\.\\,]+)",
+        locale: "en-US",
+      }).answer,
+      "1080",
+    );
   });
   it("non-tag extractors give the same result in both modes", () => {
     const g = createGrader({ extract: "last-number" });

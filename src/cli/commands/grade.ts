@@ -18,7 +18,7 @@ export function parseExtractor(value: string): Extractor {
     if (p === "")
       throw new InvalidArgumentError("--extract regex: needs a pattern, e.g. regex:Cevap: (\\S+)");
     try {
-      new RegExp(p, "u");
+      new RegExp(p, "g");
     } catch (e) {
       throw new InvalidArgumentError(`--extract ${value}: invalid regex: ${(e as Error).message}`);
     }
