@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createGrader } from "../src/answers/index.ts";
+import { runGrade } from "../src/cli/commands/grade.ts";
 import { MetricsAccumulator } from "../src/metrics/index.ts";
 import { Rng } from "../src/util/rng.ts";
 import { peakRssMiB, writeSection } from "./lib.ts";
@@ -18,7 +19,7 @@ import { peakRssMiB, writeSection } from "./lib.ts";
 const N = Number(process.env.GRADING_N ?? 1_000_000);
 const POOL = 10_000;
 const GROUP = 8;
-const PEER_PYTHON = "/work/venvs/hf/bin/python";
+const PEER_PYTHON = process.env.GRADING_PEER_PYTHON ?? "/work/venvs/hf/bin/python";
 
 const rng = new Rng("grading-bench");
 const trFmt = new Intl.NumberFormat("tr-TR", { maximumFractionDigits: 2 });
@@ -119,6 +120,33 @@ const metricsPerS = metricsN / metricsSecs;
 console.log(
   `metrics pipeline: ${metricsN} completions in ${metricsSecs.toFixed(2)} s: ${Math.round(metricsPerS)}/s`,
 );
+
+// End to end: `ttrl grade` (JSONL parsing, grading, metrics, --details) on a file, in this process.
+const e2eDir = mkdtempSync(join(tmpdir(), "ttrl-bench-grade-e2e-"));
+const e2eFile = join(e2eDir, "gens.jsonl");
+const e2eRows = Math.min(N, 200_000) / GROUP;
+writeFileSync(
+  e2eFile,
+  Array.from({ length: e2eRows }, (_, i) => JSON.stringify(groups[i % groups.length])).join("\n"),
+);
+process.env.TTRL_QUIET = "1";
+const t2 = process.hrtime.bigint();
+await runGrade({
+  input: e2eFile,
+  format: "mantik-cevap",
+  extract: "tags",
+  locale: "tr-TR",
+  k: [1, 2, 4, 8],
+  out: join(e2eDir, "metrics.json"),
+  details: join(e2eDir, "details.jsonl"),
+  seed: 0,
+});
+const e2eSecs = Number(process.hrtime.bigint() - t2) / 1e9;
+const e2ePerS = (e2eRows * GROUP) / e2eSecs;
+rmSync(e2eDir, { recursive: true, force: true });
+console.log(
+  `ttrl grade end to end: ${e2eRows * GROUP} completions in ${e2eSecs.toFixed(2)} s: ${Math.round(e2ePerS)}/s`,
+);
 const rss = peakRssMiB();
 
 // Peer: math-verify on the same 10,000 completions.
@@ -174,6 +202,7 @@ ${N.toLocaleString("en-US")} completions (10,000 distinct, cycled; realistic mix
 | --- | ---: | ---: | ---: |
 | ttrl \`gradeCanonical\` (strict + flexible + correctness) | ${N.toLocaleString("en-US")} | ${secs.toFixed(2)} | **${Math.round(perS).toLocaleString("en-US")}** |
 | ttrl full metrics pipeline (grading + pass@k + cons@k + *_first, groups of 8, k = 1,2,4,8) | ${metricsN.toLocaleString("en-US")} | ${metricsSecs.toFixed(2)} | ${Math.round(metricsPerS).toLocaleString("en-US")} |
+| \`ttrl grade --k 1,2,4,8 --out … --details …\` end to end on a JSONL file (${e2eRows.toLocaleString("en-US")} rows of 8) | ${(e2eRows * GROUP).toLocaleString("en-US")} | ${e2eSecs.toFixed(2)} | ${Math.round(e2ePerS).toLocaleString("en-US")} |
 ${peerLine}
 
 Goal ≥ 500,000 completions/s: ${goal} it. Peak RSS of the benchmark process: ${rss.toFixed(0)} MiB.
