@@ -1,0 +1,259 @@
+/**
+ * Supervised fine-tuning (`ttrl sft`): rows {question, solution} become renderPrompt(question) + solution +
+ * EOS with the prompt tokens masked out of the loss; rows {text} train on every token. The loss is the
+ * mean token negative log-likelihood over each optimizer step's batch (micro-batched, gradients
+ * accumulated). Data order is a seeded shuffle per epoch; checkpoints hold optimizer state and the data
+ * position, so a killed run resumes to the same weights as an uninterrupted one.
+ */
+import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Array as JArray, jit, numpy as np, tree, valueAndGrad } from "@jax-js/jax";
+import { writeJsonAtomic } from "../io/atomic.ts";
+import { renderPrompt } from "../prompts/index.ts";
+import { TtrlError, UsageError } from "../util/errors.ts";
+import { createProgress } from "../util/progress.ts";
+import { bucketLength, packSequences, type SeqSpec } from "./batch.ts";
+import { DataOrder } from "./grpo.ts";
+import {
+  AdamW,
+  clipCoefficient,
+  GradAccumulator,
+  globalNorm,
+  learningRate,
+  type Params,
+  type SchedulerType,
+} from "./optim.ts";
+import type { Policy } from "./policy.ts";
+import {
+  latestCheckpoint,
+  readOptimizer,
+  readTrainerState,
+  saveTrainingCheckpoint,
+  type TrainerState,
+  truncateLog,
+} from "./state.ts";
+
+export interface SftConfig {
+  model: string;
+  data: string;
+  seed: number;
+  prompt_template: string;
+  /** Rows per optimizer step. */
+  batch_size: number;
+  gradient_accumulation_steps: number;
+  learning_rate: number;
+  weight_decay: number;
+  adam_beta1: number;
+  adam_beta2: number;
+  adam_epsilon: number;
+  lr_scheduler_type: SchedulerType;
+  warmup_ratio: number;
+  max_grad_norm: number;
+  num_train_epochs: number;
+  max_steps: number;
+  /** Longest prompt + solution in tokens (0: the model's context). Longer rows are an error. */
+  max_length: number;
+  save_steps: number;
+  save_total_limit: number;
+  save_dtype: "F32" | "BF16" | "F16";
+}
+
+export const SFT_DEFAULTS: SftConfig = {
+  model: "",
+  data: "",
+  seed: 42,
+  prompt_template: "plain-tr",
+  batch_size: 16,
+  gradient_accumulation_steps: 1,
+  learning_rate: 5e-4,
+  weight_decay: 0.0,
+  adam_beta1: 0.9,
+  adam_beta2: 0.999,
+  adam_epsilon: 1e-8,
+  lr_scheduler_type: "cosine",
+  warmup_ratio: 0.05,
+  max_grad_norm: 1.0,
+  num_train_epochs: 1,
+  max_steps: -1,
+  max_length: 0,
+  save_steps: 100,
+  save_total_limit: 2,
+  save_dtype: "F32",
+};
+
+export interface SftRow {
+  line: number;
+  question?: string;
+  solution?: string;
+  text?: string;
+}
+
+export function sftExamples(rows: SftRow[], policy: Policy, c: SftConfig, file: string): SeqSpec[] {
+  if (rows.length === 0) throw new TtrlError(`${file}: no training rows`);
+  const tok = policy.tokenizer;
+  const eos = tok.eosTokenIds[0];
+  if (eos === undefined) throw new TtrlError("the model's tokenizer has no EOS token");
+  const maxLen = c.max_length > 0 ? Math.min(c.max_length, policy.maxContext) : policy.maxContext;
+  return rows.map((r) => {
+    let spec: SeqSpec;
+    if (typeof r.question === "string" && typeof r.solution === "string") {
+      const prompt = tok.encode(renderPrompt(r.question, c.prompt_template, tok as never), {
+        addSpecialTokens: true,
+      });
+      spec = { prompt, completion: [...tok.encode(r.solution, { addSpecialTokens: false }), eos] };
+    } else if (typeof r.text === "string") {
+      const ids = tok.encode(r.text, { addSpecialTokens: true });
+      spec = { prompt: ids.slice(0, 1), completion: [...ids.slice(1), eos] };
+    } else {
+      throw new TtrlError(`${file}:${r.line}: expected {"question","solution"} or {"text"} (strings)`);
+    }
+    const n = spec.prompt.length + spec.completion.length;
+    if (n > maxLen)
+      throw new TtrlError(`${file}:${r.line}: example has ${n} tokens, more than the limit of ${maxLen}`);
+    return spec;
+  });
+}
+
+export interface SftRunOptions {
+  policy: Policy;
+  rows: SftRow[];
+  config: SftConfig;
+  outDir: string;
+  dataFile?: string;
+  resume?: boolean;
+  stopAfter?: number;
+  onStep?: (log: Record<string, unknown>) => void;
+}
+
+export async function trainSft(
+  o: SftRunOptions,
+): Promise<{ params: Params; steps: number; log: Record<string, unknown>[] }> {
+  const c = o.config;
+  if (c.batch_size % c.gradient_accumulation_steps !== 0)
+    throw new UsageError(
+      `batch_size (${c.batch_size}) must be divisible by gradient_accumulation_steps (${c.gradient_accumulation_steps})`,
+    );
+  const file = o.dataFile ?? c.data;
+  const examples = sftExamples(o.rows, o.policy, c, file);
+  const policy = o.policy;
+  const n = examples.length;
+  const steps =
+    c.max_steps > 0 ? c.max_steps : Math.max(1, Math.ceil((c.num_train_epochs * n) / c.batch_size));
+  const micro = c.batch_size / c.gradient_accumulation_steps;
+  const order = new DataOrder(n, c.seed, true);
+  mkdirSync(o.outDir, { recursive: true });
+  const logPath = join(o.outDir, "train_log.jsonl");
+
+  let params = policy.params;
+  const opt = new AdamW(params, {
+    beta1: c.adam_beta1,
+    beta2: c.adam_beta2,
+    eps: c.adam_epsilon,
+    weightDecay: c.weight_decay,
+  });
+  let start = 0;
+  const ck = o.resume ? latestCheckpoint(o.outDir) : null;
+  if (ck) {
+    const st = readTrainerState(ck);
+    const loaded = await policy.loadParams(ck);
+    tree.dispose(params);
+    params = loaded;
+    opt.setState(await readOptimizer(join(ck, "optimizer.safetensors")));
+    start = st.step;
+    truncateLog(logPath, start);
+  } else if (existsSync(logPath)) rmSync(logPath);
+  await writeJsonAtomic(join(o.outDir, "config.json"), { ...c, total_steps: steps });
+
+  const lossGrad = jit(
+    valueAndGrad((p: Params, ids: JArray, targets: JArray, mask: JArray, scale: JArray) => {
+      const lp = policy.logprobs(p, ids, targets);
+      return np.sum(lp.mul(mask)).mul(scale).mul(-1);
+    }),
+  );
+  const progress = createProgress({ label: "sft", total: steps, unit: "step", fields: ["loss", "lr"] });
+  progress.update(start);
+  const log: Record<string, unknown>[] = [];
+  let ran = 0;
+  try {
+    for (let step = start; step < steps; step++) {
+      const t0 = performance.now();
+      const batch = Array.from(
+        { length: c.batch_size },
+        (_, i) => examples[order.index(step * c.batch_size + i)],
+      );
+      const chunks: SeqSpec[][] = [];
+      for (let i = 0; i < batch.length; i += micro) chunks.push(batch.slice(i, i + micro));
+      const packed = chunks.map((ch) =>
+        packSequences(
+          ch,
+          micro,
+          bucketLength(Math.max(...ch.map((s) => s.prompt.length + s.completion.length)) - 1),
+          policy.tokenizer.padTokenId,
+        ),
+      );
+      const tokens = packed.reduce((a, p) => a + p.lengths.reduce((x, y) => x + y, 0), 0);
+      const acc = new GradAccumulator();
+      let lossSum = 0;
+      for (const pb of packed) {
+        const [l, g] = lossGrad(
+          tree.ref(params),
+          np.array(pb.ids, { dtype: np.int32 }).reshape([pb.B, pb.T]),
+          np.array(pb.targets, { dtype: np.int32 }).reshape([pb.B, pb.T]),
+          np.array(pb.mask).reshape([pb.B, pb.T]),
+          np.array(1 / Math.max(1, tokens)),
+        ) as unknown as [JArray, Params];
+        lossSum += (await l.data())[0];
+        acc.add(g);
+      }
+      const grads = acc.take();
+      const norm = await globalNorm(grads);
+      if (!Number.isFinite(lossSum) || !Number.isFinite(norm)) {
+        tree.dispose(grads);
+        throw new TtrlError(
+          `non-finite loss (${lossSum}) at step ${step + 1}; stopped without saving. Last good checkpoint: ${latestCheckpoint(o.outDir) ?? "none"}`,
+        );
+      }
+      const lr = learningRate(opt.t, {
+        type: c.lr_scheduler_type,
+        lr: c.learning_rate,
+        totalSteps: steps,
+        warmupRatio: c.warmup_ratio,
+      });
+      params = opt.step(params, grads, lr, clipCoefficient(norm, c.max_grad_norm));
+      const wall = (performance.now() - t0) / 1000;
+      const entry = {
+        step: step + 1,
+        epoch: ((step + 1) * c.batch_size) / n,
+        lr,
+        loss: lossSum,
+        grad_norm: norm,
+        tokens,
+        tokens_per_s: packed.reduce((a, p) => a + p.B * p.T, 0) / wall,
+      };
+      appendFileSync(logPath, `${JSON.stringify(entry)}\n`);
+      log.push(entry);
+      o.onStep?.(entry);
+      progress.update(step + 1, { loss: lossSum, lr });
+      const state: TrainerState = {
+        step: step + 1,
+        optimizerStep: opt.t,
+        dataPosition: (step + 1) * c.batch_size,
+        epoch: entry.epoch,
+        seed: c.seed,
+      };
+      if ((c.save_steps > 0 && (step + 1) % c.save_steps === 0) || step + 1 === steps)
+        await saveTrainingCheckpoint(o.outDir, policy, params, opt, state, c.save_total_limit);
+      ran++;
+      if (o.stopAfter !== undefined && ran >= o.stopAfter) return { params, steps: step + 1, log };
+    }
+  } finally {
+    progress.stop();
+    lossGrad.dispose();
+    opt.dispose();
+  }
+  const finalDir = join(o.outDir, "final");
+  rmSync(finalDir, { recursive: true, force: true });
+  await policy.save(params, finalDir, { dtype: c.save_dtype });
+  writeFileSync(join(o.outDir, "DONE"), `${new Date().toISOString()}\n`);
+  return { params, steps, log };
+}
