@@ -464,19 +464,28 @@ export function createGrader(opts: GradeOptions = {}): Grader {
 
 // Graders for option objects seen before (callers usually pass the same object every time).
 const graderCache = new WeakMap<GradeOptions, Grader>();
+const graderByKey = new Map<string, Grader>();
 let defaultGrader: Grader | undefined;
 
-/** The grader for these options (cached per options object). */
+/** The grader for these options (cached per options object and per option values). */
 export function graderFor(opts?: GradeOptions): Grader {
   if (!opts) {
     defaultGrader ??= createGrader();
     return defaultGrader;
   }
   let g = graderCache.get(opts);
+  if (g) return g;
+  // Fresh option objects with the same values (a common call pattern) share one grader.
+  const f = opts.format;
+  const fkey =
+    f === undefined ? "" : typeof f === "string" ? f : `${f.name}\u0000${f.reasoningTag}\u0000${f.answerTag}`;
+  const key = `${fkey}\u0001${opts.extract ?? ""}\u0001${opts.locale ?? ""}`;
+  g = graderByKey.get(key);
   if (!g) {
     g = createGrader(opts);
-    graderCache.set(opts, g);
+    if (graderByKey.size < 1000) graderByKey.set(key, g);
   }
+  graderCache.set(opts, g);
   return g;
 }
 
