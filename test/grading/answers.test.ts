@@ -251,6 +251,46 @@ describe("other extractors", () => {
     assert.equal(l("sayı yok"), null);
     assert.equal(l("yanlış 1.23"), null);
   });
+  it("property: en-US last-number agrees with lm-evaluation-harness's flexible-extract + gsm8k normalisation", () => {
+    // lm-eval gsm8k: regex (-?[$0-9.,]{2,})|(-?[0-9]+), last match; then ",", "$" and a trailing "." ignored.
+    const lmEval = (text: string): string | null => {
+      const ms = [...text.matchAll(/(-?[$0-9.,]{2,})|(-?[0-9]+)/g)];
+      if (ms.length === 0) return null;
+      const m = ms[ms.length - 1];
+      return (m[1] ?? m[2]).replace(/[,$]/g, "").replace(/\.$/, "");
+    };
+    const fmt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
+    const word = fc.constantFrom(
+      "The",
+      "answer",
+      "is",
+      "so",
+      "she",
+      "pays",
+      "dollars",
+      "in",
+      "total",
+      "=",
+      "+",
+      "x",
+    );
+    const num = fc
+      .tuple(fc.integer({ min: -99_999_999, max: 99_999_999 }), fc.nat(99), fc.boolean(), fc.boolean())
+      .map(([i, f, dec, dollar]) => `${dollar ? "$" : ""}${fmt.format(dec ? i + f / 100 : i)}`);
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(word, num), { minLength: 1, maxLength: 12 }),
+        fc.constantFrom("", ".", "!"),
+        (toks, end) => {
+          const text = `${toks.join(" ")}${end}`;
+          const ours = extractAnswer(text, "flexible", { extract: "last-number", locale: "en-US" }).answer;
+          const theirs = lmEval(text);
+          assert.equal(ours, theirs === null ? null : canonicalLabel(theirs), text);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
   it("regex takes the first group of the last match", () => {
     const r = (s: string, p: string) => extractAnswer(s, "strict", { extract: `regex:${p}` }).answer;
     assert.equal(r("Cevap: 5. Cevap: 1.200", "Cevap: ([\\d.,]+)"), "1200");
