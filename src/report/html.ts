@@ -6,7 +6,6 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import type { EvalRun, LoadedRuns, TrainRun } from "./load.ts";
-import { MODES } from "./load.ts";
 import { FONT_FILES } from "./render.ts";
 import { FONT_FAMILY, SERIES_COLORS } from "./specs.ts";
 
@@ -74,11 +73,13 @@ function summaryTable(evals: EvalRun[]): string {
     "model",
     "questions",
     "samples / q",
-    ...MODES.map((m) => `valid (${m})`),
-    ...MODES.map((m) => `accuracy (${m})`),
-    ...MODES.map((m) => `pass@1 (${m})`),
-    ...(kMax ? MODES.map((m) => `cons@${kMax} (${m})`) : []),
+    "valid",
+    "accuracy",
+    "pass@1",
+    ...(kMax ? [`cons@${kMax}`] : []),
   ];
+  const pair = (a: number | null | undefined, b: number | null | undefined) =>
+    `${pct(a)}<span class="sep"> / </span>${pct(b)}`;
   const rows = evals.map((e, i) => {
     const m = e.metrics;
     const perQ = m.n_questions && m.n_completions ? (m.n_completions / m.n_questions).toFixed(0) : "—";
@@ -86,17 +87,17 @@ function summaryTable(evals: EvalRun[]): string {
       `<span class="swatch" style="background:${SERIES_COLORS[i % SERIES_COLORS.length]}"></span>${escapeHtml(e.label)}`,
       m.n_questions ?? "—",
       perQ,
-      ...MODES.map((md) => pct(m[md].valid_ratio)),
-      ...MODES.map((md) => pct(m[md].accuracy)),
-      ...MODES.map((md) => pct(m[md]["pass@k"]?.["1"] ?? null)),
-      ...(kMax ? MODES.map((md) => pct(m[md]["cons@k"]?.[kMax] ?? null)) : []),
+      pair(m.strict.valid_ratio, m.flexible.valid_ratio),
+      pair(m.strict.accuracy, m.flexible.accuracy),
+      pair(m.strict["pass@k"]?.["1"], m.flexible["pass@k"]?.["1"]),
+      ...(kMax ? [pair(m.strict["cons@k"]?.[kMax], m.flexible["cons@k"]?.[kMax])] : []),
     ];
     return `<tr>${cells.map((c, j) => `<td${j > 0 ? ' class="num"' : ""}>${c}</td>`).join("")}</tr>`;
   });
   return `<section><h2>Summary</h2><div class="table-wrap"><table class="summary"><thead><tr>${head
-    .map((h) => `<th>${escapeHtml(h)}</th>`)
+    .map((h, j) => `<th${j > 0 ? ' class="num"' : ""}>${escapeHtml(h)}</th>`)
     .join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>
-<p class="note">Accuracy is over all sampled completions; pass@k and cons@k as defined by <code>ttrl grade</code>. — marks a metric that is absent (no labels), not zero.</p></section>`;
+<p class="note">Each cell: strict / flexible parsing. Accuracy is over all sampled completions; pass@k and cons@k as defined by <code>ttrl grade</code>. — marks a metric that is absent (no labels), not zero.</p></section>`;
 }
 
 function clip(text: string, n: number): string {
@@ -174,7 +175,8 @@ section{margin-top:24px}
 h2{font-size:19px;margin:0 0 10px;color:#1f2a3a}
 h3{font-size:15px;margin:18px 0 8px;color:#333}
 .card{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:16px 18px;margin:0 0 20px}
-.card p.desc{margin:2px 0 10px;color:#555;font-size:13px}
+.card p.desc{margin:8px 0 0;color:#555;font-size:13px;max-width:900px}
+.sep{color:#aaa}
 .chart{overflow-x:auto;min-height:40px}
 .card .links{font-size:12px;color:#777}
 .table-wrap{overflow-x:auto;background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
@@ -182,7 +184,7 @@ table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{padding:7px 10px;border-bottom:1px solid #eceef1;text-align:left;vertical-align:top}
 th{background:#f0f2f5;font-weight:bold;white-space:nowrap}
 table.summary td:first-child{white-space:nowrap}
-td.num{text-align:right;white-space:nowrap}
+td.num,th.num{text-align:right;white-space:nowrap}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;vertical-align:baseline}
 pre.gen{margin:0;white-space:pre-wrap;word-break:break-word;font-family:"DejaVu Sans Mono",ui-monospace,monospace;font-size:12px;max-width:560px;display:inline}
 pre.gen.full{display:block;margin-top:6px;padding-top:6px;border-top:1px dashed #ccc}
@@ -238,11 +240,11 @@ export function buildHtml(opts: {
   const chartCards = charts
     .map(
       (c) =>
-        `<div class="card"><h2>${escapeHtml(c.title)}</h2><p class="desc">${escapeHtml(c.description)}</p><div class="chart" id="chart-${escapeHtml(c.id)}" data-chart-id="${escapeHtml(c.id)}"></div>${
+        `<div class="card" id="card-${escapeHtml(c.id)}"><div class="chart" id="chart-${escapeHtml(c.id)}" data-chart-id="${escapeHtml(c.id)}" aria-label="${escapeHtml(c.title)}"></div><p class="desc">${escapeHtml(c.description)}${
           c.png
-            ? `<div class="links">static image: <a href="${escapeHtml(c.png)}">${escapeHtml(c.png)}</a></div>`
+            ? ` <span class="links">Static image: <a href="${escapeHtml(c.png)}">${escapeHtml(c.png)}</a></span>`
             : ""
-        }</div>`,
+        }</p></div>`,
     )
     .join("\n");
   const notes = opts.notes.length

@@ -369,13 +369,14 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
   const yAxis = {
     title: null,
     tickCount: 4,
+    labelFlush: true, // end labels stay inside the plot's height, so panel titles line up
     labelExpr: "abs(datum.value) >= 1000 ? format(datum.value, '.2s') : datum.label",
   };
   const layer: VlSpec[] =
     smooth > 0
       ? [
           {
-            mark: { type: "line", strokeWidth: 1, opacity: 0.3 },
+            mark: { type: "line", strokeWidth: 1, opacity: 0.3, clip: true },
             encoding: {
               x,
               y: { field: "value", type: "quantitative", title: null, axis: yAxis, scale: { zero: false } },
@@ -391,7 +392,7 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
                 sort: [{ field: "step", order: "ascending" }],
               },
             ],
-            mark: { type: "line", strokeWidth: 2.2 },
+            mark: { type: "line", strokeWidth: 2.2, clip: true },
             encoding: {
               x,
               y: { field: "smoothed", type: "quantitative" },
@@ -402,7 +403,7 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
         ]
       : [
           {
-            mark: { type: "line", strokeWidth: 2, point: { size: 30 } },
+            mark: { type: "line", strokeWidth: 2, point: { size: 30 }, clip: true },
             encoding: {
               x,
               y: { field: "value", type: "quantitative", title: null, axis: yAxis, scale: { zero: false } },
@@ -423,6 +424,8 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
       data: { values: rows },
       facet: { field: "panel", type: "nominal", sort: order, title: null, header: { labelFontSize: 12 } },
       columns: Math.min(3, order.length),
+      bounds: "flush", // align panels (and their titles) by plot area, not by axis-label extents
+      spacing: { row: 36, column: 52 },
       spec: { width: 280, height: 160, layer },
       resolve: { scale: { y: "independent" } },
     }),
