@@ -1,0 +1,56 @@
+/** Compare two checkpoints the way the parity tests define equality. */
+import { Checkpoint } from "../../src/io/safetensors.ts";
+
+export interface Diff {
+  name: string;
+  dtype: string;
+  n: number;
+  differing: number;
+  maxSteps: number;
+}
+
+/** Position of a 16- or 32-bit float pattern on the number line (so "steps" = representable values between). */
+function ordered(bits: number, width: 16 | 32): number {
+  const sign = width === 16 ? 0x8000 : 0x80000000;
+  const mag = bits & (sign - 1);
+  return (bits & sign) !== 0 ? -mag : mag;
+}
+
+export async function compareCheckpoints(
+  gotDir: string,
+  expDir: string,
+): Promise<{ names: [string[], string[]]; meta: string[]; diffs: Diff[] }> {
+  const got = await Checkpoint.open(gotDir);
+  const exp = await Checkpoint.open(expDir);
+  try {
+    const meta: string[] = [];
+    const diffs: Diff[] = [];
+    for (const name of exp.names) {
+      if (!got.has(name)) continue;
+      const a = got.info(name);
+      const b = exp.info(name);
+      if (a.dtype !== b.dtype || a.shape.join() !== b.shape.join()) {
+        meta.push(`${name}: ${a.dtype}${JSON.stringify(a.shape)} vs ${b.dtype}${JSON.stringify(b.shape)}`);
+        continue;
+      }
+      const ra = await got.readRaw(name);
+      const rb = await exp.readRaw(name);
+      const width = a.dtype === "F32" ? 32 : 16;
+      const va = width === 32 ? new Uint32Array(ra.buffer) : new Uint16Array(ra.buffer);
+      const vb = width === 32 ? new Uint32Array(rb.buffer) : new Uint16Array(rb.buffer);
+      let differing = 0;
+      let maxSteps = 0;
+      for (let i = 0; i < va.length; i++) {
+        if (va[i] !== vb[i]) {
+          differing++;
+          maxSteps = Math.max(maxSteps, Math.abs(ordered(va[i], width) - ordered(vb[i], width)));
+        }
+      }
+      diffs.push({ name, dtype: a.dtype, n: va.length, differing, maxSteps });
+    }
+    return { names: [[...got.names].sort(), [...exp.names].sort()], meta, diffs };
+  } finally {
+    await got.close();
+    await exp.close();
+  }
+}
