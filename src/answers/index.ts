@@ -273,16 +273,28 @@ export function parseLocaleNumber(text: string, locale: Locale): string | null {
 // ---------------------------------------------------------------------------------------------------
 // Extraction
 
+const TAG_NAME = /^[^\s<>/]+$/u;
+
+/**
+ * A format by built-in name (`mantik-cevap`, `reasoning-answer`), as `REASONING/ANSWER` tag names (e.g.
+ * `think/answer` for `<think>…</think><answer>…</answer>`), or as an {@link AnswerFormat} object.
+ */
 export function resolveFormat(format: AnswerFormat | string | undefined): AnswerFormat {
   if (format === undefined) return FORMATS["mantik-cevap"];
   if (typeof format === "string") {
     const f = (FORMATS as Record<string, AnswerFormat>)[format];
-    if (!f)
-      throw new UsageError(`unknown answer format "${format}" (known: ${Object.keys(FORMATS).join(", ")})`);
-    return f;
+    if (f) return f;
+    const parts = format.split("/");
+    if (parts.length === 2 && parts.every((p) => TAG_NAME.test(p)))
+      return { name: format, reasoningTag: parts[0], answerTag: parts[1] };
+    throw new UsageError(
+      `unknown answer format "${format}" (known: ${Object.keys(FORMATS).join(", ")}, or REASONING/ANSWER tag names such as think/answer)`,
+    );
   }
-  if (!format.reasoningTag || !format.answerTag)
-    throw new UsageError(`answer format "${format.name}" needs a reasoning tag and an answer tag`);
+  if (!TAG_NAME.test(format.reasoningTag ?? "") || !TAG_NAME.test(format.answerTag ?? ""))
+    throw new UsageError(
+      `answer format "${format.name}" needs a reasoning tag and an answer tag (names without spaces, <, > or /)`,
+    );
   return format;
 }
 

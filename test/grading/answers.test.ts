@@ -220,6 +220,15 @@ describe("tag extraction", () => {
       "1.5",
     );
     assert.throws(() => extractAnswer(s, "strict", { format: "nope" }), /unknown answer format/);
+    assert.equal(
+      extractAnswer("<think>x</think><answer>12</answer>", "strict", { format: "think/answer" }).answer,
+      "12",
+    );
+    assert.throws(() => extractAnswer(s, "strict", { format: "a b/c" }), /unknown answer format/);
+    assert.throws(
+      () => extractAnswer(s, "strict", { format: { name: "x", reasoningTag: "", answerTag: "a" } }),
+      /needs/,
+    );
   });
   it("en-US locale with tags", () => {
     const s = "<mantık>x</mantık><cevap>1,250.5</cevap>";

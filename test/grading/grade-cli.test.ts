@@ -128,6 +128,7 @@ describe("ttrl grade", () => {
     assert.equal(ttrl(["--input", input, "--locale", "de-DE"]).code, 2);
     assert.equal(ttrl(["--input", input, "--extract", "regex:("]).code, 2);
     assert.equal(ttrl(["--input", input, "--k", "0"]).code, 2);
+    assert.equal(ttrl(["--input", input, "--format", "no-such-format"]).code, 2);
     assert.equal(ttrl([]).code, 2);
     assert.equal(ttrl(["--input", join(dir, "missing.jsonl")]).code, 1);
     const h = ttrl(["--help"]);

@@ -2,14 +2,23 @@ import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createWriteStream, promises as fsp, mkdirSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { type Command, InvalidArgumentError, Option } from "commander";
-import { createGrader, type Extractor, type Locale } from "../../answers/index.ts";
+import { type Command, InvalidArgumentError } from "commander";
+import { createGrader, type Extractor, type Locale, resolveFormat } from "../../answers/index.ts";
 import { writeJsonAtomic } from "../../io/atomic.ts";
 import { readJsonl } from "../../io/jsonl.ts";
 import { MetricsAccumulator, type MetricsJson, type ModeMetrics, rowError } from "../../metrics/index.ts";
 import { InputError, TtrlError } from "../../util/errors.ts";
 import { createProgress } from "../../util/progress.ts";
 import { parseChoice, parseIntList, parseIntOption } from "../options.ts";
+
+export function parseFormat(value: string): string {
+  try {
+    resolveFormat(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  return value;
+}
 
 export function parseExtractor(value: string): Extractor {
   if (value === "tags" || value === "gsm8k" || value === "last-number") return value;
@@ -197,10 +206,11 @@ export function register(program: Command): void {
       "Grade completions (strict and flexible extraction, locale-correct numbers) and compute valid ratio, accuracy, pass@k and cons@k; streams the input in constant memory",
     )
     .requiredOption("--input <file>", 'JSONL rows {"id", "label"?, "completions": [...]}')
-    .addOption(
-      new Option("--format <name>", "answer format (reasoning and answer tags)")
-        .choices(["mantik-cevap", "reasoning-answer"])
-        .default("mantik-cevap"),
+    .option(
+      "--format <name>",
+      "answer format: mantik-cevap, reasoning-answer, or REASONING/ANSWER tag names (e.g. think/answer)",
+      parseFormat,
+      "mantik-cevap",
     )
     .option(
       "--extract <how>",
