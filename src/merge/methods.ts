@@ -179,6 +179,70 @@ export function slerpCoefficients(
   return { c0, c1, dot, lerp: false };
 }
 
+/**
+ * The bf16 → bf16 SLERP kernel (the seed's case), with the conversions fused into the two passes: pass 1
+ * sums a², b², a·b (float64, two interleaved accumulators), pass 2 combines in float32 and rounds to bf16.
+ */
+function slerpBf16(ha: Uint16Array, hb: Uint16Array, t: number, dst: Uint16Array): void {
+  const n = ha.length;
+  const len = Math.min(CHUNK, n);
+  const xa = new Float32Array(len);
+  const xb = new Float32Array(len);
+  const ua = new Uint32Array(xa.buffer);
+  const ub = new Uint32Array(xb.buffer);
+  let p0 = 0;
+  let q0 = 0;
+  let r0 = 0;
+  let p1 = 0;
+  let q1 = 0;
+  let r1 = 0;
+  for (let s = 0; s < n; s += CHUNK) {
+    const m = Math.min(CHUNK, n - s);
+    const ca = ha.subarray(s, s + m);
+    const cb = hb.subarray(s, s + m);
+    let i = 0;
+    for (; i + 1 < m; i += 2) {
+      ua[i] = ca[i] << 16;
+      ub[i] = cb[i] << 16;
+      ua[i + 1] = ca[i + 1] << 16;
+      ub[i + 1] = cb[i + 1] << 16;
+      const x0 = xa[i];
+      const y0 = xb[i];
+      const x1 = xa[i + 1];
+      const y1 = xb[i + 1];
+      p0 += x0 * x0;
+      q0 += y0 * y0;
+      r0 += x0 * y0;
+      p1 += x1 * x1;
+      q1 += y1 * y1;
+      r1 += x1 * y1;
+    }
+    for (; i < m; i++) {
+      ua[i] = ca[i] << 16;
+      ub[i] = cb[i] << 16;
+      const x = xa[i];
+      const y = xb[i];
+      p0 += x * x;
+      q0 += y * y;
+      r0 += x * y;
+    }
+  }
+  const { c0, c1 } = slerpCoefficients(t, r0 + r1, Math.sqrt(p0 + p1), Math.sqrt(q0 + q1));
+  for (let s = 0; s < n; s += CHUNK) {
+    const m = Math.min(CHUNK, n - s);
+    const ca = ha.subarray(s, s + m);
+    const cb = hb.subarray(s, s + m);
+    const cd = dst.subarray(s, s + m);
+    for (let i = 0; i < m; i++) {
+      ua[i] = ca[i] << 16;
+      ub[i] = cb[i] << 16;
+      xa[i] = fr(c0 * xa[i]) + fr(c1 * xb[i]);
+      const b = ua[i];
+      cd[i] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+    }
+  }
+}
+
 /** SLERP of two stored tensors (base `a`, other `b`) at `t`; returns the output bytes in `out`. */
 export function slerpTensor(
   a: StoredTensor,
@@ -188,6 +252,12 @@ export function slerpTensor(
   out: DType,
 ): Uint8Array {
   const n = numelOfStored(a);
+  if (a.dtype === "BF16" && b.dtype === "BF16" && out === "BF16" && (work === "BF16" || work === "F32")) {
+    const dst = outBytes(n, out);
+    const h = (x: Uint8Array) => new Uint16Array(x.buffer, x.byteOffset, n);
+    slerpBf16(h(a.raw), h(b.raw), t, h(dst));
+    return dst;
+  }
   const xa = new Float32Array(Math.min(CHUNK, n));
   const xb = new Float32Array(Math.min(CHUNK, n));
   let saa = 0;
