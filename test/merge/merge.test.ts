@@ -173,6 +173,9 @@ describe("SLERP properties", () => {
   it("slerp(a, a, t) = a (exactly in bfloat16, within one float32 ulp in float32)", () => {
     fc.assert(
       fc.property(f32arr, fc.double({ min: 0, max: 1, noNaN: true }), (a, t) => {
+        // mergekit normalises only norms > 1e-8; below that the cosine is not 1 and the result is not a
+        const norm = (x: Float32Array) => Math.sqrt(x.reduce((s, v) => s + v * v, 0));
+        fc.pre(Math.fround(norm(a)) > 1e-8 && Math.fround(norm(bfValues(bf(a).raw))) > 1e-8);
         sameValues(bfValues(slerpTensor(bf(a), bf(a), t, "BF16", "BF16")), bfValues(bf(a).raw));
         const r = slerpF32(a, a, t);
         // each float32 product rounds once, the sum once: within an ulp (or two subnormal steps)
