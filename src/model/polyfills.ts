@@ -1,0 +1,203 @@
+/**
+ * Node polyfills for jax-js, installed as a side effect of importing this module. It must be evaluated
+ * before `@jax-js/jax` is first imported anywhere in the process, because jax-js builds its Wasm backend (and
+ * decides whether to use a worker pool, and how many workers) at import time. `bin/ttrl.mjs` imports it
+ * first; src/model/runtime.ts, forward.ts and index.ts import it before jax-js.
+ *
+ * - Node 20 lacks iterator helpers (used by `np.einsum`), `Float16Array` and `navigator`.
+ * - jax-js's Wasm backend runs kernels on a pool of browser `Worker`s when a global `Worker` and
+ *   `SharedArrayBuffer` exist. Node has `node:worker_threads` instead, so we install a minimal browser-style
+ *   `Worker`: the pool creates workers from a `blob:` URL, which we read with `resolveObjectURL` and evaluate
+ *   inside a worker thread whose `self.onmessage`/`postMessage` are bridged to the thread's port.
+ * - Threads: `TTRL_THREADS` (default: CPU count, at most 8). 1 runs every kernel on the main thread.
+ * - Wasm relaxed SIMD (fused multiply-add in jax-js's matmul kernels, found by feature probe) ships in
+ *   Node >= 22 and sits behind a flag in Node 20; we set the flag before any Wasm compiles (+25-35% matmul
+ *   here). It only changes the rounding of a*b+c (fused or not). `TTRL_NO_RELAXED_SIMD=1` keeps it off.
+ */
+import { resolveObjectURL } from "node:buffer";
+import { availableParallelism } from "node:os";
+import { setFlagsFromString } from "node:v8";
+import { Worker as NodeWorker } from "node:worker_threads";
+
+/** Threads requested at startup (TTRL_THREADS or CPU count capped at 8). */
+export function startupThreads(): number {
+  const env = process.env.TTRL_THREADS;
+  if (env && /^\d+$/.test(env) && Number(env) >= 1) return Number(env);
+  return Math.max(1, Math.min(8, availableParallelism()));
+}
+
+const WORKER_BOOTSTRAP = `
+const { parentPort, workerData } = require("node:worker_threads");
+const self = globalThis;
+self.self = self;
+self.postMessage = (data) => parentPort.postMessage(data);
+parentPort.on("message", (data) => { if (typeof self.onmessage === "function") self.onmessage({ data }); });
+(0, eval)(workerData.source);
+`;
+
+/** A browser-style Worker over node:worker_threads, enough for jax-js's WasmWorkerPool. */
+export class BlobWorker {
+  onmessage: ((e: { data: unknown }) => void) | null = null;
+  onerror: ((e: { message: string }) => void) | null = null;
+  private worker: NodeWorker | null = null;
+  private readonly pending: unknown[] = [];
+
+  constructor(url: string | URL, _opts?: unknown) {
+    const href = String(url);
+    const blob = resolveObjectURL(href);
+    if (!blob) throw new Error(`Worker adapter: cannot resolve ${href}`);
+    // The blob's text is only available asynchronously; queue messages until the worker exists.
+    const ready = blob.text().then((source) => {
+      const w = new NodeWorker(WORKER_BOOTSTRAP, { eval: true, workerData: { source } });
+      w.unref();
+      w.on("message", (data) => this.onmessage?.({ data }));
+      w.on("error", (err) => this.onerror?.({ message: String(err?.message ?? err) }));
+      this.worker = w;
+      for (const m of this.pending.splice(0)) w.postMessage(m);
+    });
+    ready.catch((err) => this.onerror?.({ message: String(err) }));
+  }
+
+  postMessage(data: unknown): void {
+    if (this.worker) this.worker.postMessage(data);
+    else this.pending.push(data);
+  }
+
+  terminate(): void {
+    void this.worker?.terminate();
+  }
+}
+
+function installPolyfills(threads: number): void {
+  if (!process.env.TTRL_NO_RELAXED_SIMD && Number(process.versions.node.split(".")[0]) === 20)
+    setFlagsFromString("--experimental-wasm-relaxed-simd");
+  const g = globalThis as Record<string, unknown>;
+  // navigator: jax-js reads userAgent and hardwareConcurrency (the worker pool size).
+  const nav = (g.navigator ?? {}) as Record<string, unknown>;
+  try {
+    Object.defineProperty(nav, "hardwareConcurrency", { value: threads, configurable: true });
+  } catch {
+    /* read-only on some versions; handled below */
+  }
+  if (g.navigator === undefined) {
+    Object.defineProperty(g, "navigator", {
+      value: { userAgent: `Node.js/${process.version}`, hardwareConcurrency: threads },
+      configurable: true,
+      writable: true,
+    });
+  } else if ((g.navigator as { hardwareConcurrency?: number }).hardwareConcurrency !== threads) {
+    Object.defineProperty(g, "navigator", {
+      value: {
+        userAgent: String(nav.userAgent ?? `Node.js/${process.version}`),
+        hardwareConcurrency: threads,
+      },
+      configurable: true,
+      writable: true,
+    });
+  }
+  // Float16Array (Node 20/22 lack it): jax-js only constructs it for float16 arrays, which ttrl never
+  // creates; a stub keeps `instanceof` checks from throwing a ReferenceError.
+  if (g.Float16Array === undefined) {
+    g.Float16Array = class Float16ArrayUnsupported {
+      constructor() {
+        throw new Error("float16 arrays are not supported on this Node version");
+      }
+    };
+  }
+  // Iterator helpers (Node 20): Iterator.prototype.map/filter/toArray/some/every/forEach/reduce/take/drop.
+  const iterProto = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())) as Record<
+    string,
+    unknown
+  >;
+  const def = (name: string, fn: (...a: never[]) => unknown) => {
+    if (typeof iterProto[name] !== "function")
+      Object.defineProperty(iterProto, name, { value: fn, configurable: true, writable: true });
+  };
+  type It = Iterator<unknown> & Iterable<unknown>;
+  def("map", function* (this: It, f: (x: unknown, i: number) => unknown) {
+    let i = 0;
+    for (const x of this) yield f(x, i++);
+  } as never);
+  def("filter", function* (this: It, f: (x: unknown, i: number) => boolean) {
+    let i = 0;
+    for (const x of this) if (f(x, i++)) yield x;
+  } as never);
+  def("take", function* (this: It, n: number) {
+    if (n <= 0) return;
+    let i = 0;
+    for (const x of this) {
+      yield x;
+      if (++i >= n) return;
+    }
+  } as never);
+  def("drop", function* (this: It, n: number) {
+    let i = 0;
+    for (const x of this) if (i++ >= n) yield x;
+  } as never);
+  def("flatMap", function* (this: It, f: (x: unknown, i: number) => Iterable<unknown>) {
+    let i = 0;
+    for (const x of this) yield* f(x, i++);
+  } as never);
+  def("toArray", function (this: It) {
+    return [...this];
+  } as never);
+  def("forEach", function (this: It, f: (x: unknown, i: number) => void) {
+    let i = 0;
+    for (const x of this) f(x, i++);
+  } as never);
+  def("some", function (this: It, f: (x: unknown, i: number) => boolean) {
+    let i = 0;
+    for (const x of this) if (f(x, i++)) return true;
+    return false;
+  } as never);
+  def("every", function (this: It, f: (x: unknown, i: number) => boolean) {
+    let i = 0;
+    for (const x of this) if (!f(x, i++)) return false;
+    return true;
+  } as never);
+  def("find", function (this: It, f: (x: unknown, i: number) => boolean) {
+    let i = 0;
+    for (const x of this) if (f(x, i++)) return x;
+    return undefined;
+  } as never);
+  def("reduce", function (this: It, f: (a: unknown, x: unknown, i: number) => unknown, ...init: unknown[]) {
+    let i = 0;
+    let acc: unknown;
+    let started = init.length > 0;
+    if (started) acc = init[0];
+    for (const x of this) {
+      if (!started) {
+        acc = x;
+        started = true;
+      } else acc = f(acc, x, i);
+      i++;
+    }
+    if (!started) throw new TypeError("Reduce of empty iterator with no initial value");
+    return acc;
+  } as never);
+  // Workers: install only when more than one thread is wanted.
+  if (threads > 1 && typeof g.Worker === "undefined") g.Worker = BlobWorker;
+}
+
+/**
+ * Wasm relaxed SIMD (fused multiply-add in jax-js's matmul kernels, found by feature probe) is shipped in
+ * Node >= 22 and behind a flag in Node 20. The flag must be set before the first Wasm module compiles; it
+ * only changes the rounding of a*b+c (fused vs not), far below the tolerances ttrl relies on. Set
+ * TTRL_NO_RELAXED_SIMD=1 to keep it off.
+ */
+function enableRelaxedSimd(): void {
+  if (process.env.TTRL_NO_RELAXED_SIMD) return;
+  const major = Number(process.versions.node.split(".")[0]);
+  if (major === 20) setFlagsFromString("--experimental-wasm-relaxed-simd");
+}
+
+/** The thread count the polyfills were installed for (the jax-js worker-pool size, or 1). */
+export const POOL_THREADS: number = (() => {
+  const g = globalThis as Record<string, unknown>;
+  const key = "__ttrlPolyfillThreads";
+  if (typeof g[key] === "number") return g[key] as number;
+  const t = startupThreads();
+  installPolyfills(t);
+  g[key] = t;
+  return t;
+})();
