@@ -85,3 +85,21 @@ describe("cli", () => {
     assert.equal(r2.status, 2);
   });
 });
+
+describe("AtomicWriter", () => {
+  it("abort() with writes pending leaves no file and does not crash", async () => {
+    const { AtomicWriter } = await import("../src/io/atomic.ts");
+    const dir = mkdtempSync(join(tmpdir(), "ttrl-"));
+    const w = new AtomicWriter(join(dir, "out.txt"));
+    const big = "x".repeat(1 << 20);
+    const pending = [w.write(big), w.write(big), w.write(big)];
+    await w.abort();
+    await Promise.allSettled(pending);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(readdirSync(dir), []);
+    const w2 = new AtomicWriter(join(dir, "out.txt"));
+    await w2.write("hello");
+    await w2.commit();
+    assert.equal(readFileSync(join(dir, "out.txt"), "utf8"), "hello");
+  });
+});

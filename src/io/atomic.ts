@@ -1,6 +1,5 @@
 /** Atomic file output: write to a temp file beside the target, then rename over it. */
 import { randomBytes } from "node:crypto";
-import { once } from "node:events";
 import { createWriteStream, promises as fsp, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
@@ -48,11 +47,42 @@ export class AtomicWriter {
     mkdirSync(dirname(path), { recursive: true });
     this.tmp = tempPathFor(path);
     this.stream = createWriteStream(this.tmp);
+    // Errors surface through write()/commit(); after abort() late errors (pending writes) are ignored.
+    this.stream.on("error", (e) => {
+      if (!this.done) this.error = e;
+    });
   }
+
+  private error: Error | null = null;
 
   /** Write a chunk, waiting for the stream to drain when its buffer is full. */
   async write(chunk: string | Uint8Array): Promise<void> {
-    if (!this.stream.write(chunk)) await once(this.stream, "drain");
+    if (this.error) throw this.error;
+    if (this.done) throw new Error(`AtomicWriter: write after commit/abort (${this.path})`);
+    if (!this.stream.write(chunk)) await this.drained();
+  }
+
+  /** Resolves on 'drain', or on 'close' (after abort); rejects on a stream error. */
+  private drained(): Promise<void> {
+    const st = this.stream;
+    return new Promise<void>((resolve, reject) => {
+      const cleanup = () => {
+        st.off("drain", ok);
+        st.off("close", ok);
+        st.off("error", fail);
+      };
+      const ok = () => {
+        cleanup();
+        resolve();
+      };
+      const fail = (e: Error) => {
+        cleanup();
+        reject(e);
+      };
+      st.on("drain", ok);
+      st.on("close", ok);
+      st.on("error", fail);
+    });
   }
 
   async commit(): Promise<void> {
@@ -65,7 +95,10 @@ export class AtomicWriter {
   async abort(): Promise<void> {
     if (this.done) return;
     this.done = true;
-    this.stream.destroy();
+    await new Promise<void>((res) => {
+      this.stream.once("close", () => res());
+      this.stream.destroy();
+    });
     await fsp.rm(this.tmp, { force: true });
   }
 }
