@@ -67,7 +67,11 @@ describe("bfloat16", () => {
   });
 
   it("rounds every float32 between two bf16 values to the nearest, ties to even", () => {
-    const values = Float64Array.from({ length: 65536 }, (_, h) => bf16Value(h));
+    // for rounding, ±infinity sits where the next exponent would be (2^128): IEEE overflow rounding
+    const values = Float64Array.from({ length: 65536 }, (_, h) => {
+      const v = bf16Value(h);
+      return Number.isFinite(v) || Number.isNaN(v) ? v : Math.sign(v) * 2 ** 128;
+    });
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 0xffffffff }), (bits) => {
         const x = fromBits([bits]);
@@ -79,6 +83,13 @@ describe("bfloat16", () => {
         return got === exp;
       }),
       { numRuns: 20000 },
+    );
+  });
+
+  it("overflows ties at the largest finite bf16 to infinity (round half to even), as IEEE and torch do", () => {
+    assert.deepEqual(
+      [...f32ToBf16(fromBits([0x7f7f8000, 0x7f7f7fff, 0xff7f8000]))],
+      [0x7f80, 0x7f7f, 0xff80],
     );
   });
 
