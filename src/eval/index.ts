@@ -56,6 +56,8 @@ export interface EvalResult {
   metrics: Record<string, any>;
   greedyMetrics?: Record<string, any>;
   questions: number;
+  /** Samples per question (without the greedy one). */
+  k: number;
   samples: number;
   /** Samples taken from the cache rather than generated. */
   cached: number;
@@ -288,6 +290,7 @@ export async function runEval(o: EvalOptions): Promise<EvalResult> {
     metrics: metrics as Record<string, any>,
     greedyMetrics,
     questions: questions.length,
+    k,
     samples: jobs.length,
     cached,
     seconds,

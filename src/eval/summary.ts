@@ -8,7 +8,7 @@ export function formatEvalSummary(r: EvalResult): string {
   const m = r.metrics;
   const ks: number[] = m.ks ?? [];
   const lines = [
-    `eval: ${r.questions} questions × ${r.samples / r.questions >= 1 ? Math.round(r.samples / r.questions) : 0} samples` +
+    `eval: ${r.questions} questions × ${r.k} samples${r.greedyMetrics ? " + 1 greedy" : ""}` +
       ` (${r.cached} from cache) in ${r.seconds.toFixed(1)} s → ${r.out}`,
   ];
   if (m.n_labelled === 0) lines.push("no labels in the data: correctness metrics are absent (—)");

@@ -1,0 +1,88 @@
+/**
+ * What each experiment stage does, behind a small interface so the stage machinery can be tested with
+ * stand-ins. The real steps call the other modules in-process: eval (src/eval), train (the `ttrl train`
+ * command, which owns config resolution and resume), merge (src/merge runMerge) and report (src/report).
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import type { ExperimentConfig } from "./config.ts";
+
+export interface EvalStepArgs {
+  modelDir: string;
+  name: string;
+  out: string;
+  cfg: ExperimentConfig;
+}
+
+export interface TrainStepArgs {
+  reward: "accuracy" | "majority";
+  /** YAML file with the run's `ttrl train` settings. */
+  configFile: string;
+  out: string;
+  cfg: ExperimentConfig;
+  resume: boolean;
+}
+
+export interface Steps {
+  evalModel(a: EvalStepArgs): Promise<Record<string, any>>;
+  /** Returns the trained model's folder. */
+  train(a: TrainStepArgs): Promise<string>;
+  merge(a: { configFile: string; out: string }): Promise<void>;
+  report(a: { runs: string[]; out: string; title: string; png: boolean }): Promise<void>;
+}
+
+/** Run a `ttrl` command in this process (its errors propagate; usage errors are UsageErrors). */
+export async function runCli(args: string[]): Promise<void> {
+  const { buildProgram } = await import("../cli/main.ts");
+  const program = await buildProgram();
+  await program.parseAsync(["node", "ttrl", ...args]);
+}
+
+export function hasCheckpoint(runDir: string): boolean {
+  const d = join(runDir, "checkpoints");
+  return existsSync(d) && readdirSync(d).some((n) => /^step-\d+$/.test(n));
+}
+
+export const realSteps: Steps = {
+  async evalModel(a) {
+    const { loadEngine } = await import("../eval/engine.ts");
+    const { localBackend } = await import("../eval/backends.ts");
+    const { runEval } = await import("../eval/index.ts");
+    const engine = await loadEngine(a.modelDir, { name: a.name });
+    const e = a.cfg.eval;
+    const r = await runEval({
+      backend: localBackend(engine, { batchSize: e.batch_size }),
+      modelName: a.name,
+      model: a.modelDir,
+      data: a.cfg.test_data,
+      out: a.out,
+      k: e.k,
+      ks: e.ks,
+      temperature: e.temperature,
+      topP: e.top_p,
+      maxTokens: e.max_tokens,
+      seed: a.cfg.seed,
+      template: a.cfg.template,
+      greedy: e.greedy,
+      format: a.cfg.format,
+      locale: a.cfg.locale,
+      limit: e.limit ?? undefined,
+    });
+    return r.metrics;
+  },
+  async train(a) {
+    const args = ["train", "--config", a.configFile, "--out", a.out];
+    await runCli(a.resume ? [...args, "--resume"] : args);
+    const final = join(a.out, "final");
+    if (!existsSync(final)) throw new Error(`ttrl train finished without ${final}`);
+    return final;
+  },
+  async merge(a) {
+    const { runMerge } = await import("../merge/index.ts");
+    await runMerge(a.configFile, { out: a.out, overwrite: true });
+  },
+  async report(a) {
+    const { buildReport } = await import("../report/index.ts");
+    await buildReport({ runs: a.runs, out: a.out, title: a.title, noPng: !a.png });
+  },
+};
