@@ -75,6 +75,15 @@ export async function loadEngine(
     if (e instanceof TtrlError) throw e;
     throw new TtrlError(`${dir}: cannot load model: ${(e as Error).message}`, { cause: e });
   }
+  // Workaround (engine): the HF tokenizer throws on decode([]), which generate() hits when a sequence's
+  // first token is EOS; an empty completion is a valid answer to serve and grade.
+  const tok = model.tokenizer as { decode: (ids: number[], o?: { skipSpecialTokens?: boolean }) => string };
+  const decode = tok.decode.bind(tok);
+  try {
+    tok.decode = (ids, o) => (ids.length === 0 ? "" : decode(ids, o));
+  } catch {
+    /* frozen tokenizer: leave as is */
+  }
   const name = opts.name ?? dir.replace(/\/+$/, "").split("/").pop() ?? dir;
   return {
     name,
