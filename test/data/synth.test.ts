@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import { extractAnswer, parseLocaleNumber } from "../../src/answers/index.ts";
+import { loadRows, rowToJson } from "../../src/data/schema.ts";
+import { formatInt, synthesize, TEMPLATE_NAMES, trDative, trGenitive } from "../../src/data/synth.ts";
+
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, ["--import", "tsx", "test/data/cli-runner.ts", "data", ...args], {
+    encoding: "utf8",
+    env: { ...process.env, TTRL_QUIET: "1" },
+  });
+
+/** Evaluate "a*b/100" left to right on locale-formatted integers. */
+function evalLine(expr: string, locale: "tr-TR" | "en-US"): number {
+  const toks = expr.match(/[0-9.,]+|[-+*/]/g) ?? [];
+  const num = (t: string) => Number(parseLocaleNumber(t, locale));
+  let acc = num(toks[0]);
+  for (let i = 1; i < toks.length; i += 2) {
+    const b = num(toks[i + 1]);
+    const op = toks[i];
+    acc = op === "+" ? acc + b : op === "-" ? acc - b : op === "*" ? acc * b : acc / b;
+  }
+  return acc;
+}
+
+function checkRows(lang: "tr" | "en", n: number, seed: number) {
+  const locale = lang === "tr" ? "tr-TR" : "en-US";
+  const [rt, at] = lang === "tr" ? ["mantık", "cevap"] : ["reasoning", "answer"];
+  const { rows } = synthesize({ lang, n, seed });
+  assert.equal(rows.length, n);
+  assert.equal(new Set(rows.map((r) => r.question)).size, n);
+  assert.equal(new Set(rows.map((r) => r.id)).size, n);
+  for (const r of rows) {
+    assert.ok(r.question.length <= 120, r.question);
+    assert.ok(r.solution!.length <= 120, r.solution);
+    assert.match(r.answer!, /^\d+$/);
+    const m = new RegExp(`^<${rt}>\\n([^]*)\\n</${rt}>\\n<${at}>\\n(.*)\\n</${at}>$`).exec(r.solution!);
+    assert.ok(m, r.solution);
+    const lines = m[1].split("\n");
+    assert.equal(lines.length, r.meta!.ops, r.solution);
+    let last = Number.NaN;
+    for (const line of lines) {
+      const [expr, res] = line.split("=");
+      const want = Number(parseLocaleNumber(res, locale));
+      assert.equal(evalLine(expr, locale), want, `${r.question} | ${line}`);
+      assert.ok(Number.isInteger(want) && want >= 0, line);
+      last = want;
+    }
+    assert.equal(String(last), r.answer, r.solution);
+    // The grading core reads the solution back to the label.
+    const fmt = lang === "tr" ? "mantik-cevap" : "reasoning-answer";
+    assert.deepEqual(extractAnswer(r.solution!, "strict", { format: fmt, locale }), {
+      valid: true,
+      answer: r.answer,
+    });
+  }
+  return rows;
+}
+
+describe("data synth", () => {
+  it("formats integers in the locale and Turkish suffixes follow vowel harmony", () => {
+    assert.equal(formatInt(1250, "tr"), "1.250");
+    assert.equal(formatInt(1250, "en"), "1,250");
+    assert.equal(formatInt(1234567, "tr"), "1.234.567");
+    assert.equal(formatInt(999, "tr"), "999");
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 40 }), (n) => {
+        assert.equal(parseLocaleNumber(formatInt(n, "tr"), "tr-TR"), String(n));
+        assert.equal(parseLocaleNumber(formatInt(n, "en"), "en-US"), String(n));
+      }),
+    );
+    assert.deepEqual(["Ali", "Can", "Umut", "Gül", "Ayşe", "Mehmet", "Oğuz", "Zeynep"].map(trGenitive), [
+      "Ali'nin",
+      "Can'ın",
+      "Umut'un",
+      "Gül'ün",
+      "Ayşe'nin",
+      "Mehmet'in",
+      "Oğuz'un",
+      "Zeynep'in",
+    ]);
+    assert.deepEqual(["Ali", "Can", "Ayşe", "Mehmet", "Umut", "Seda"].map(trDative), [
+      "Ali'ye",
+      "Can'a",
+      "Ayşe'ye",
+      "Mehmet'e",
+      "Umut'a",
+      "Seda'ya",
+    ]);
+  });
+
+  it("every Turkish problem's worked solution is correct arithmetic ending in its answer", () => {
+    const rows = checkRows("tr", 3000, 11);
+    // Many templates, all operation counts and levels, and thousands separators do appear.
+    assert.equal(new Set(rows.map((r) => r.meta!.template)).size, TEMPLATE_NAMES.length);
+    assert.ok(rows.filter((r) => /\d\.\d{3}/.test(r.question)).length > 500);
+    assert.ok(rows.filter((r) => Number(r.answer) >= 1000).length > 600);
+    for (const ops of [1, 2, 3]) assert.ok(rows.filter((r) => r.meta!.ops === ops).length > 700);
+  });
+
+  it("English problems too", () => {
+    const rows = checkRows("en", 1000, 12);
+    assert.ok(rows.some((r) => /\d,\d{3}/.test(r.question)));
+  });
+
+  it("is byte-identical for a seed, different across seeds, and honours the knobs", () => {
+    const a = synthesize({ lang: "tr", n: 300, seed: 5 }).rows.map(rowToJson).join("\n");
+    const b = synthesize({ lang: "tr", n: 300, seed: 5 }).rows.map(rowToJson).join("\n");
+    const c = synthesize({ lang: "tr", n: 300, seed: 6 }).rows.map(rowToJson).join("\n");
+    assert.equal(a, b);
+    assert.notEqual(a, c);
+    const easy = synthesize({
+      lang: "tr",
+      n: 200,
+      seed: 1,
+      ops: [1],
+      levels: [1],
+      maxQuestionChars: 80,
+    }).rows;
+    for (const r of easy) {
+      assert.equal(r.meta!.ops, 1);
+      assert.equal(r.meta!.level, 1);
+      assert.ok(r.question.length <= 80);
+      assert.ok(Number(r.answer) < 1000, r.question);
+    }
+  });
+
+  it("regenerates the shipped data/tr-math byte for byte with the recorded command", () => {
+    const readme = readFileSync("data/tr-math/README.md", "utf8");
+    const cmd = /^ttrl data synth (.*) --out data\/tr-math$/m.exec(readme);
+    assert.ok(cmd, "README records the command");
+    const out = mkdtempSync(join(tmpdir(), "ttrl-trmath-"));
+    const r = cli(["synth", ...cmd[1].split(/\s+/), "--out", out]);
+    assert.equal(r.status, 0, r.stderr);
+    for (const f of ["train.jsonl", "test.jsonl"])
+      assert.ok(readFileSync(join(out, f)).equals(readFileSync(join("data/tr-math", f))), `${f} differs`);
+    const train = loadRows("data/tr-math/train.jsonl").rows;
+    const test = loadRows("data/tr-math/test.jsonl").rows;
+    assert.equal(train.length, 2000);
+    assert.equal(test.length, 598);
+    const trainQ = new Set(train.map((x) => x.question));
+    assert.ok(test.every((x) => !trainQ.has(x.question)));
+  });
+
+  it("--exclude keeps a warm-up set free of the test questions", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ttrl-sft-"));
+    const r = cli([
+      "synth",
+      "--lang",
+      "tr",
+      "--n",
+      "4000",
+      "--seed",
+      "777",
+      "--exclude",
+      "data/tr-math/test.jsonl",
+      "--out",
+      join(dir, "sft.jsonl"),
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const m = /rejected as excluded: (\d+)/.exec(r.stdout);
+    assert.ok(m && Number(m[1]) > 0, `the exclusion was exercised: ${r.stdout}`);
+    const sft = loadRows(join(dir, "sft.jsonl")).rows;
+    assert.equal(sft.length, 4000);
+    const testQ = new Set(loadRows("data/tr-math/test.jsonl").rows.map((x) => x.question));
+    assert.equal(sft.filter((x) => testQ.has(x.question)).length, 0);
+  });
+
+  it("rejects bad options with usage errors", () => {
+    const r = cli(["synth", "--n", "5", "--seed", "1", "--ops", "4", "--out", tmpdir()]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--ops values must be 1, 2 or 3/);
+    const r2 = cli(["synth", "--n", "5", "--seed", "x", "--out", tmpdir()]);
+    assert.equal(r2.status, 2);
+  });
+});
