@@ -34,7 +34,20 @@ function pctile(sorted: number[], p: number): number {
 async function startServer(modelDir: string): Promise<{ child: ChildProcess; base: string }> {
   const child = spawn(
     process.execPath,
-    ["bin/ttrl.mjs", "serve", "--model", modelDir, "--port", "0", "--host", "127.0.0.1", "--name", "tiny"],
+    [
+      "bin/ttrl.mjs",
+      "serve",
+      "--model",
+      modelDir,
+      "--port",
+      "0",
+      "--host",
+      "127.0.0.1",
+      "--name",
+      "tiny",
+      "--max-batch",
+      String(CLIENTS),
+    ],
     { env: { ...process.env, TTRL_THREADS: THREADS, TTRL_QUIET: "1" }, stdio: ["ignore", "pipe", "inherit"] },
   );
   const base = await new Promise<string>((resolve, reject) => {
@@ -135,7 +148,7 @@ async function main() {
     const lines = [
       "## serve",
       "",
-      `\`npm run bench -- serve\`: \`ttrl serve\` (child process, ${THREADS} engine thread(s), batching window 5 ms, max batch 32) with the tiny model (\`ttrl init-model --preset tiny\`, 0.3M params); ${CLIENTS} concurrent clients on 127.0.0.1 for ${SECONDS} s, each sending /v1/completions (max_tokens ${MAX_TOKENS}, temperature 1, a distinct seed) back to back after a warm-up round. Shared, noisy 2-core machine; no peer server (vLLM, llama.cpp) runs offline here, so no ratio.`,
+      `\`npm run bench -- serve\`: \`ttrl serve\` (child process, ${THREADS} engine thread(s), batching window 5 ms, max batch ${CLIENTS}) with the tiny model (\`ttrl init-model --preset tiny\`, 0.3M params); ${CLIENTS} concurrent clients on 127.0.0.1 for ${SECONDS} s, each sending /v1/completions (max_tokens ${MAX_TOKENS}, temperature 1, a distinct seed) back to back after a warm-up round. Shared, noisy 2-core machine; no peer server (vLLM, llama.cpp) runs offline here, so no ratio.`,
       "",
       "| metric | value |",
       "|---|---|",

@@ -5,7 +5,7 @@
  *
  * Sample j of question `id` uses seed `sampleSeed(seed, id, j)`, so results depend neither on batching nor on
  * the backend. Outputs: generations.jsonl (`ttrl grade` input rows), metrics.json (`ttrl grade` output),
- * details.jsonl (one graded completion a line), eval_config.json; with `greedy`, greedy/ holds the same for
+ * details.jsonl (`ttrl grade --details` rows: each completion's grading), eval_config.json; with `greedy`, greedy/ holds the same for
  * one greedy completion per question.
  */
 import { createHash } from "node:crypto";
@@ -222,29 +222,27 @@ export async function runEval(o: EvalOptions): Promise<EvalResult> {
   // Assemble outputs.
   const completions: string[][] = questions.map(() => []);
   const greedyText: (string | null)[] = questions.map(() => null);
-  const details: Record<string, unknown>[] = [];
-  const greedyDetails: Record<string, unknown>[] = [];
+  // details.jsonl has `ttrl grade --details` rows: one per question, every completion's grading (plus its
+  // seed, finish reason and length).
+  const details = questions.map((q) => ({ id: q.id, label: q.label, completions: [] as unknown[] }));
+  const greedyDetails = questions.map((q) => ({ id: q.id, label: q.label, completions: [] as unknown[] }));
   jobs.forEach((job, i) => {
     const r = results[i]!;
     const q = questions[job.q];
     const g = grader.grade(r.text, q.label);
     const row = {
-      id: q.id,
-      sample: job.j,
-      seed: job.greedy ? null : job.seed,
-      label: q.label,
-      completion: r.text,
-      finish_reason: r.finishReason,
-      completion_tokens: r.completionTokens,
       strict: g.strict,
       flexible: g.flexible,
+      seed: job.greedy ? null : job.seed,
+      finish_reason: r.finishReason,
+      completion_tokens: r.completionTokens,
     };
     if (job.greedy) {
       greedyText[job.q] = r.text;
-      greedyDetails.push(row);
+      greedyDetails[job.q].completions.push(row);
     } else {
       completions[job.q].push(r.text);
-      details.push(row);
+      details[job.q].completions.push(row);
     }
   });
   const genRows = questions.map((q, qi) => ({ id: q.id, label: q.label, completions: completions[qi] }));

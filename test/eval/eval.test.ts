@@ -65,9 +65,11 @@ describe("ttrl eval", () => {
     // Stop strings are kept in the completion so strict grading sees the closing tag.
     assert.ok(gens.flatMap((g: any) => g.completions).some((c: string) => c.endsWith("</cevap>")));
     const details = readJsonl(join(tmp, "http", "details.jsonl"));
-    assert.equal(details.length, 24);
-    assert.equal(details[1].seed, sampleSeed(3, "q0", 1));
-    assert.ok("strict" in details[0] && "flexible" in details[0]);
+    assert.equal(details.length, 6);
+    assert.deepEqual(Object.keys(details[0]).sort(), ["completions", "id", "label"]);
+    assert.equal(details[0].completions.length, 4);
+    assert.equal(details[0].completions[1].seed, sampleSeed(3, "q0", 1));
+    assert.ok("strict" in details[0].completions[0] && "flexible" in details[0].completions[0]);
     const cfg = JSON.parse(readFileSync(join(tmp, "http", "eval_config.json"), "utf8"));
     assert.equal(cfg.model_name, "tiny");
     assert.equal(cfg.k, 4);
@@ -150,10 +152,10 @@ describe("ttrl eval", () => {
     const json = JSON.stringify(r.metrics);
     assert.ok(/valid/.test(json));
     const details = readJsonl(join(tmp, "unl", "details.jsonl"));
-    assert.ok(
-      details.every((d: any) => d.strict.correct === null && d.flexible.correct === null && d.label === null),
-    );
-    assert.ok(details.some((d: any) => d.strict.valid === true));
+    const graded = details.flatMap((d: any) => d.completions);
+    assert.ok(details.every((d: any) => d.label === null));
+    assert.ok(graded.every((c: any) => c.strict.correct === null && c.flexible.correct === null));
+    assert.ok(graded.some((c: any) => c.strict.valid === true));
     // No correctness number is reported as zero.
     const walk = (v: any, path: string): void => {
       if (v && typeof v === "object") for (const [k, x] of Object.entries(v)) walk(x, `${path}.${k}`);
