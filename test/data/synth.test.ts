@@ -18,7 +18,7 @@ const cli = (args: string[]) =>
 /** Evaluate "a*b/100" left to right on locale-formatted integers. */
 function evalLine(expr: string, locale: "tr-TR" | "en-US"): number {
   const toks = expr.match(/[0-9.,]+|[-+*/]/g) ?? [];
-  const num = (t: string) => Number(parseLocaleNumber(t, locale));
+  const num = (t: string | undefined) => Number(parseLocaleNumber(t ?? "", locale));
   let acc = num(toks[0]);
   for (let i = 1; i < toks.length; i += 2) {
     const b = num(toks[i + 1]);
