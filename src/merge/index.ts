@@ -15,6 +15,7 @@ import { Rng } from "../util/rng.ts";
 import { generateCard } from "./card.ts";
 import { type MergeConfig, type OutputSlice, type Parameters, parseMergeConfig } from "./config.ts";
 import {
+  isBf16Slerp,
   linearTensor,
   METHODS,
   type MethodSpec,
@@ -22,6 +23,7 @@ import {
   slerpTensor,
   taskArithmeticTensor,
 } from "./methods.ts";
+import { BufferPool, SlerpWorkers } from "./parallel.ts";
 import { layerPosition, ParamError, type ParamSpec, resolveParameter } from "./params.ts";
 
 export interface MergeOptions {
@@ -34,6 +36,8 @@ export interface MergeOptions {
   randomSeed?: number;
   /** Show a progress bar (default: when stderr is a TTY). */
   progress?: boolean;
+  /** Compute threads including the main one (default: available cores, at most 4). */
+  threads?: number;
 }
 
 export interface MergeSummary {
@@ -457,20 +461,34 @@ export function updateConfigText(
   return `${JSON.stringify(next, null, 2)}\n`;
 }
 
-async function readInputs(plan: MergePlan, t: PlannedTensor): Promise<StoredTensor[]> {
+async function readInputs(plan: MergePlan, t: PlannedTensor, pool: BufferPool): Promise<StoredTensor[]> {
   return Promise.all(
-    t.inputs.map(async (inp) => ({
-      raw: await (plan.models.get(inp.model) as ModelInfo).ckpt.readRaw(inp.name),
-      dtype: inp.dtype,
-    })),
+    t.inputs.map(async (inp) => {
+      const ck = (plan.models.get(inp.model) as ModelInfo).ckpt;
+      const info = ck.info(inp.name);
+      return { raw: await ck.readRaw(inp.name, pool.get(info.end - info.begin)), dtype: inp.dtype };
+    }),
   );
 }
 
-function computeTensor(plan: MergePlan, t: PlannedTensor, inputs: StoredTensor[], rng: Rng): Uint8Array {
+async function computeTensor(
+  plan: MergePlan,
+  t: PlannedTensor,
+  inputs: StoredTensor[],
+  rng: Rng,
+  pool: BufferPool,
+  workers: SlerpWorkers,
+): Promise<Uint8Array> {
   const m = plan.method.name;
   if (m === "slerp") {
     const b = t.baseIndex;
-    return slerpTensor(inputs[b], inputs[1 - b], t.shared.t as number, t.work, t.out);
+    const [x, y] = [inputs[b], inputs[1 - b]];
+    if (isBf16Slerp(x, y, t.work, t.out)) {
+      const dst = pool.get(x.raw.byteLength);
+      await workers.slerpBf16(x.raw, y.raw, t.shared.t as number, dst);
+      return dst;
+    }
+    return slerpTensor(x, y, t.shared.t as number, t.work, t.out);
   }
   if (m === "linear") {
     return linearTensor(
@@ -522,6 +540,8 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
     enabled: opts.progress,
   });
   let writer: CheckpointWriter | null = null;
+  const pool = new BufferPool();
+  const workers = new SlerpWorkers(opts.threads === undefined ? undefined : Math.max(0, opts.threads - 1));
   try {
     await fsp.mkdir(tmp, { recursive: true });
     writer = new CheckpointWriter(
@@ -531,18 +551,19 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
     );
     // pipeline: read the next tensor's inputs while computing this one; one write in flight
     let pending: Promise<StoredTensor[]> | null = plan.tensors.length
-      ? readInputs(plan, plan.tensors[0])
+      ? readInputs(plan, plan.tensors[0], pool)
       : null;
     let writing: Promise<void> = Promise.resolve();
     for (let i = 0; i < plan.tensors.length; i++) {
       const t = plan.tensors[i];
       const inputs = await (pending as Promise<StoredTensor[]>);
-      pending = i + 1 < plan.tensors.length ? readInputs(plan, plan.tensors[i + 1]) : null;
+      pending = i + 1 < plan.tensors.length ? readInputs(plan, plan.tensors[i + 1], pool) : null;
       for (const x of inputs) bytesRead += x.raw.byteLength;
-      const result = computeTensor(plan, t, inputs, rng);
+      const result = await computeTensor(plan, t, inputs, rng, pool, workers);
+      for (const x of inputs) pool.put(x.raw);
       await writing;
       const w = writer;
-      writing = w.write(t.name, result);
+      writing = w.write(t.name, result).then(() => pool.put(result));
       bytesWritten += result.byteLength;
       progress.tick(1);
     }
@@ -574,6 +595,8 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
     await fsp.rm(tmp, { recursive: true, force: true });
     throw e;
   } finally {
+    await workers.close();
+    pool.clear();
     for (const m of plan.models.values()) await m.ckpt.close();
   }
   return {

@@ -180,14 +180,14 @@ export function slerpCoefficients(
 }
 
 /**
- * The bf16 → bf16 SLERP kernel (the seed's case), with the conversions fused into the two passes: pass 1
- * sums a², b², a·b (float64, two interleaved accumulators), pass 2 combines in float32 and rounds to bf16.
+ * The bf16 → bf16 SLERP kernel (the seed's case), as two self-contained passes over an element range (they
+ * also run in worker threads, from their source text: no references outside the function bodies).
+ * Pass 1 sums a², b², a·b in float64; pass 2 combines in float32 and rounds to bf16 (NaN → 0x7FC0).
  */
-function slerpBf16(ha: Uint16Array, hb: Uint16Array, t: number, dst: Uint16Array): void {
-  const n = ha.length;
-  const len = Math.min(CHUNK, n);
-  const xa = new Float32Array(len);
-  const xb = new Float32Array(len);
+export function slerpBf16Pass1(ha: Uint16Array, hb: Uint16Array, start: number, end: number): number[] {
+  const chunk = 1 << 16;
+  const xa = new Float32Array(chunk);
+  const xb = new Float32Array(chunk);
   const ua = new Uint32Array(xa.buffer);
   const ub = new Uint32Array(xb.buffer);
   let p0 = 0;
@@ -196,8 +196,8 @@ function slerpBf16(ha: Uint16Array, hb: Uint16Array, t: number, dst: Uint16Array
   let p1 = 0;
   let q1 = 0;
   let r1 = 0;
-  for (let s = 0; s < n; s += CHUNK) {
-    const m = Math.min(CHUNK, n - s);
+  for (let s = start; s < end; s += chunk) {
+    const m = Math.min(chunk, end - s);
     const ca = ha.subarray(s, s + m);
     const cb = hb.subarray(s, s + m);
     let i = 0;
@@ -227,20 +227,48 @@ function slerpBf16(ha: Uint16Array, hb: Uint16Array, t: number, dst: Uint16Array
       r0 += x * y;
     }
   }
-  const { c0, c1 } = slerpCoefficients(t, r0 + r1, Math.sqrt(p0 + p1), Math.sqrt(q0 + q1));
-  for (let s = 0; s < n; s += CHUNK) {
-    const m = Math.min(CHUNK, n - s);
+  return [p0 + p1, q0 + q1, r0 + r1];
+}
+
+export function slerpBf16Pass2(
+  ha: Uint16Array,
+  hb: Uint16Array,
+  dst: Uint16Array,
+  start: number,
+  end: number,
+  c0: number,
+  c1: number,
+): void {
+  const chunk = 1 << 16;
+  const f = Math.fround;
+  const xa = new Float32Array(chunk);
+  const xb = new Float32Array(chunk);
+  const ua = new Uint32Array(xa.buffer);
+  const ub = new Uint32Array(xb.buffer);
+  for (let s = start; s < end; s += chunk) {
+    const m = Math.min(chunk, end - s);
     const ca = ha.subarray(s, s + m);
     const cb = hb.subarray(s, s + m);
     const cd = dst.subarray(s, s + m);
     for (let i = 0; i < m; i++) {
       ua[i] = ca[i] << 16;
       ub[i] = cb[i] << 16;
-      xa[i] = fr(c0 * xa[i]) + fr(c1 * xb[i]);
+      xa[i] = f(c0 * xa[i]) + f(c1 * xb[i]);
       const b = ua[i];
       cd[i] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
     }
   }
+}
+
+/** Whether `slerpTensor` takes the fused bf16 path for these dtypes. */
+export function isBf16Slerp(a: StoredTensor, b: StoredTensor, work: DType, out: DType): boolean {
+  return a.dtype === "BF16" && b.dtype === "BF16" && out === "BF16" && (work === "BF16" || work === "F32");
+}
+
+function slerpBf16(ha: Uint16Array, hb: Uint16Array, t: number, dst: Uint16Array): void {
+  const [p, q, r] = slerpBf16Pass1(ha, hb, 0, ha.length);
+  const { c0, c1 } = slerpCoefficients(t, r, Math.sqrt(p), Math.sqrt(q));
+  slerpBf16Pass2(ha, hb, dst, 0, ha.length, c0, c1);
 }
 
 /** SLERP of two stored tensors (base `a`, other `b`) at `t`; returns the output bytes in `out`. */
@@ -250,10 +278,11 @@ export function slerpTensor(
   t: number,
   work: DType,
   out: DType,
+  into?: Uint8Array,
 ): Uint8Array {
   const n = numelOfStored(a);
-  if (a.dtype === "BF16" && b.dtype === "BF16" && out === "BF16" && (work === "BF16" || work === "F32")) {
-    const dst = outBytes(n, out);
+  if (isBf16Slerp(a, b, work, out)) {
+    const dst = into ?? outBytes(n, out);
     const h = (x: Uint8Array) => new Uint16Array(x.buffer, x.byteOffset, n);
     slerpBf16(h(a.raw), h(b.raw), t, h(dst));
     return dst;
@@ -282,7 +311,7 @@ export function slerpTensor(
     sab += r;
   }
   const { c0, c1 } = slerpCoefficients(t, sab, Math.sqrt(saa), Math.sqrt(sbb));
-  const dst = outBytes(n, out);
+  const dst = into ?? outBytes(n, out);
   for (let s = 0; s < n; s += CHUNK) {
     const m = Math.min(CHUNK, n - s);
     const ca = loadChunk(a, s, m, work, xa);

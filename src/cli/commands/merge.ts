@@ -29,6 +29,11 @@ export function register(program: Command): void {
     .option("--copy-tokenizer", "copy the base model's tokenizer files (default)", true)
     .option("--no-copy-tokenizer", "do not copy tokenizer files")
     .option("--random-seed <n>", "seed for DARE's random masks", parseIntOption("--random-seed", 0), 0)
+    .option(
+      "--threads <n>",
+      "compute threads, the main one included (default: cores, at most 4)",
+      parseIntOption("--threads", 1, 64),
+    )
     .addHelpText(
       "after",
       `
