@@ -160,8 +160,11 @@ describe("ttrl serve (fake engine)", () => {
   it("rejects wrong method and content type, then keeps serving", async () => {
     const g = await fetch(`${base}/v1/completions`);
     assert.equal(g.status, 405);
-    const t = await post("/v1/completions", "prompt=a", { "content-type": "text/plain" });
-    assert.equal(t.status, 415);
+    const t = await post("/v1/completions", "prompt=a", {
+      "content-type": "application/x-www-form-urlencoded",
+    });
+    assert.equal(t.status, 400);
+    assert.match(t.json.error.message, /not valid JSON/);
     const ok = await post("/v1/completions", { prompt: "Soru: 1?\n", max_tokens: 4, seed: 1 });
     assert.equal(ok.status, 200);
     assert.ok(srv.stats.errors4xx >= bad.length + 2);
