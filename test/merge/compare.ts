@@ -7,6 +7,13 @@ export interface Diff {
   n: number;
   differing: number;
   maxSteps: number;
+  /** Largest |difference| divided by the expected tensor's RMS (how large differences are at the tensor's scale). */
+  maxRelToRms: number;
+}
+
+function valueOf(bits: number, width: 16 | 32): number {
+  const u = new Uint32Array([width === 16 ? bits << 16 : bits]);
+  return new Float32Array(u.buffer)[0];
 }
 
 /** Position of a 16- or 32-bit float pattern on the number line (so "steps" = representable values between). */
@@ -40,13 +47,25 @@ export async function compareCheckpoints(
       const vb = width === 32 ? new Uint32Array(rb.buffer) : new Uint16Array(rb.buffer);
       let differing = 0;
       let maxSteps = 0;
+      let maxAbs = 0;
+      let sq = 0;
       for (let i = 0; i < va.length; i++) {
         if (va[i] !== vb[i]) {
           differing++;
           maxSteps = Math.max(maxSteps, Math.abs(ordered(va[i], width) - ordered(vb[i], width)));
+          maxAbs = Math.max(maxAbs, Math.abs(valueOf(va[i], width) - valueOf(vb[i], width)));
         }
       }
-      diffs.push({ name, dtype: a.dtype, n: va.length, differing, maxSteps });
+      if (differing) for (let i = 0; i < vb.length; i++) sq += valueOf(vb[i], width) ** 2;
+      const rms = Math.sqrt(sq / Math.max(1, vb.length));
+      diffs.push({
+        name,
+        dtype: a.dtype,
+        n: va.length,
+        differing,
+        maxSteps,
+        maxRelToRms: differing ? maxAbs / rms : 0,
+      });
     }
     return { names: [[...got.names].sort(), [...exp.names].sort()], meta, diffs };
   } finally {

@@ -386,3 +386,57 @@ describe("ttrl merge CLI", () => {
     assert.match(bad.stderr, /nope\.yml: config file not found/);
   });
 });
+
+describe("worker threads and seeded DARE", () => {
+  it("the bf16 SLERP split across worker threads equals the single-threaded kernel", async () => {
+    const { BufferPool, SlerpWorkers } = await import("../../src/merge/parallel.ts");
+    const n = (1 << 21) + 3;
+    const rng = new Rng(5);
+    const a = Float32Array.from({ length: n }, () => rng.normal() * 0.02);
+    const b = Float32Array.from(a, (x) => 0.7 * x + rng.normal() * 0.01);
+    const pool = new BufferPool();
+    const share = (x: Float32Array) => {
+      const u = pool.get(n * 2);
+      f32ToBf16(x, new Uint16Array(u.buffer, 0, n));
+      return u;
+    };
+    const sa = share(a);
+    const sb = share(b);
+    const dst = pool.get(n * 2);
+    const workers = new SlerpWorkers(2);
+    try {
+      await workers.slerpBf16(sa, sb, 0.37, dst);
+    } finally {
+      await workers.close();
+    }
+    const single = slerpTensor({ raw: sa, dtype: "BF16" }, { raw: sb, dtype: "BF16" }, 0.37, "BF16", "BF16");
+    assert.ok(
+      Buffer.from(dst.buffer as SharedArrayBuffer).equals(
+        Buffer.from(single.buffer, single.byteOffset, single.byteLength),
+      ),
+    );
+  });
+
+  it("dare_ties masks are seeded: same seed same output, another seed another output", async () => {
+    const dir = join(root, `dare-${counter++}`);
+    mkdirSync(dir);
+    const cfg = join(dir, "dare.yml");
+    writeFileSync(
+      cfg,
+      readFileSync(`${FIX}/configs/ties.yml`, "utf8").replace(
+        "merge_method: ties",
+        "merge_method: dare_ties",
+      ),
+    );
+    const run = async (seed: number) => {
+      const out = join(dir, `out-${seed}-${counter++}`);
+      await runMerge(cfg, { out, randomSeed: seed, progress: false });
+      return readFileSync(join(out, "model.safetensors"));
+    };
+    const a = await run(1);
+    const b = await run(1);
+    const c = await run(2);
+    assert.ok(a.equals(b));
+    assert.ok(!a.equals(c));
+  });
+});
