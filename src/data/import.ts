@@ -1,6 +1,12 @@
 /** Map any source table (JSONL, CSV, Parquet) into the row schema. */
 import { basename, extname } from "node:path";
-import { canonicalLabel, type Extractor, extractAnswer, type Locale } from "../answers/index.ts";
+import {
+  canonicalLabel,
+  type Extractor,
+  extractAnswer,
+  type Locale,
+  parseLocaleNumber,
+} from "../answers/index.ts";
 import { InputError, UsageError } from "../util/errors.ts";
 import { readSource, type SourceFormat, type SourceRecord } from "./readers.ts";
 import type { DataRow } from "./schema.ts";
@@ -151,7 +157,11 @@ export function recordsToRows(
         else summary.answerNotFound++;
       } else {
         try {
-          row.answer = typeof raw === "number" ? canonicalLabel(raw) : canonicalLabel(text.trim());
+          // A number, or a string in the source locale ("1,250" en-US), or a plain decimal.
+          row.answer =
+            typeof raw === "number"
+              ? canonicalLabel(raw)
+              : (parseLocaleNumber(text.trim(), locale) ?? canonicalLabel(text.trim()));
         } catch {
           fail(
             line,
