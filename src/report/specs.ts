@@ -2,7 +2,7 @@
  * Vega-Lite specs of the report's charts, built from loaded runs. Every spec carries its data inline and the
  * report theme, so the same spec renders in the browser (report.html) and headless in Node (PNG).
  */
-import type { EvalRun, LoadedRuns, Mode, TrainRun } from "./load.ts";
+import type { EvalRun, LoadedRuns, LogRow, Mode, TrainRun } from "./load.ts";
 import { MODES } from "./load.ts";
 
 export type VlSpec = Record<string, unknown>;
@@ -324,6 +324,31 @@ const LOG_PANELS: [string, string][] = [
   ["truncated_ratio", "truncated ratio"],
 ];
 
+/** Longest train log plotted point by point; longer logs are averaged over consecutive steps. */
+export const MAX_LOG_POINTS = 1000;
+
+/** Average consecutive rows (non-null values per key) so that at most `max` rows remain; step = last step. */
+export function binLog(log: LogRow[], max: number): LogRow[] {
+  if (log.length <= max) return log;
+  const size = Math.ceil(log.length / max);
+  const out: LogRow[] = [];
+  for (let i = 0; i < log.length; i += size) {
+    const bucket = log.slice(i, i + size);
+    const sums = new Map<string, [number, number]>();
+    for (const r of bucket)
+      for (const [k, v] of Object.entries(r))
+        if (typeof v === "number" && Number.isFinite(v)) {
+          const e = sums.get(k) ?? [0, 0];
+          sums.set(k, [e[0] + v, e[1] + 1]);
+        }
+    const row: LogRow = {};
+    for (const [k, [sum, n]] of sums) row[k] = sum / n;
+    row.step = bucket[bucket.length - 1].step ?? null;
+    out.push(row);
+  }
+  return out;
+}
+
 function trainChart(trains: TrainRun[]): ChartSpec | null {
   const rewardKeys = new Set<string>();
   for (const t of trains)
@@ -335,9 +360,10 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
     ...LOG_PANELS.slice(1),
   ];
   const rows: { run: string; step: number; panel: string; value: number }[] = [];
-  const maxSteps = Math.max(0, ...trains.map((t) => t.log.length));
+  const maxSteps = Math.max(0, ...trains.map((t) => Math.min(t.log.length, MAX_LOG_POINTS)));
+  const binned = trains.some((t) => t.log.length > MAX_LOG_POINTS);
   for (const t of trains)
-    for (const row of t.log) {
+    for (const row of binLog(t.log, MAX_LOG_POINTS)) {
       const step = row.step;
       if (step === null || step === undefined) continue;
       for (const [key, title] of panels) {
@@ -417,8 +443,9 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
     title: "Training logs",
     description:
       "The runs' train_log.jsonl side by side, one panel per quantity" +
+      (binned ? `; logs longer than ${MAX_LOG_POINTS} steps are averaged over consecutive steps` : "") +
       (smooth > 0
-        ? `; thin lines are per step, thick lines a centred moving mean over ${2 * smooth + 1} steps.`
+        ? `; thin lines are per ${binned ? "point" : "step"}, thick lines a centred moving mean over ${2 * smooth + 1} points.`
         : "."),
     spec: base("Training logs", runs.length > 1 ? `runs side by side: ${runs.join(" vs ")}` : undefined, {
       data: { values: rows },

@@ -13,10 +13,11 @@ import {
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
+import fc from "fast-check";
 import { buildReport, type ReportResult } from "../../src/report/index.ts";
 import { discoverRuns, loadRuns, parseMetrics, uniqueLabels } from "../../src/report/load.ts";
 import { measureText, svgToPng, toSvg, toVega } from "../../src/report/render.ts";
-import { buildCharts, type ChartSpec } from "../../src/report/specs.ts";
+import { binLog, buildCharts, type ChartSpec } from "../../src/report/specs.ts";
 import { InputError, UsageError } from "../../src/util/errors.ts";
 import { colourStats, decodePng, pngSize } from "./png.ts";
 
@@ -90,7 +91,7 @@ describe("loading", () => {
     // eval/majority has no details.jsonl: the grading core parses its completions, and agrees with the simulator
     const maj = runs.evals[2];
     const c0 = maj.examples[0].completions[0];
-    assert.ok(c0.strict && c0.flexible);
+    assert.ok(c0.strict && c0.flexible, "completion not graded");
     const m = /<cevap>\s*(-?\d+)\s*<\/cevap>/.exec(c0.text);
     assert.equal(c0.flexible.answer, m ? m[1] : null);
     assert.equal(c0.flexible.correct, m ? m[1] === maj.examples[0].label : false);
@@ -247,6 +248,67 @@ describe("chart specs", () => {
   });
 });
 
+describe("long train logs", () => {
+  it("are averaged over consecutive steps down to the point limit (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.option(fc.double({ min: -5, max: 5, noNaN: true }), { nil: null }), {
+          minLength: 1,
+          maxLength: 400,
+        }),
+        fc.integer({ min: 1, max: 120 }),
+        (values, max) => {
+          const log = values.map((v, i) => ({ step: i + 1, x: v }));
+          const out = binLog(log, max);
+          assert.ok(
+            out.length <= max && out.length >= Math.min(max, log.length) / 2,
+            `${log.length} rows, max ${max}: ${out.length} bins`,
+          );
+          assert.equal(out[out.length - 1].step, log.length);
+          for (let i = 1; i < out.length; i++)
+            assert.ok((out[i].step as number) > (out[i - 1].step as number), "steps must increase");
+          if (log.length <= max) assert.equal(out, log);
+          // bucket means stay within the range of the values they average
+          const xs = values.filter((v): v is number => v !== null);
+          for (const r of out)
+            if (r.x !== undefined && r.x !== null)
+              assert.ok(
+                r.x >= Math.min(...xs) - 1e-9 && r.x <= Math.max(...xs) + 1e-9,
+                `bin mean ${r.x} out of range`,
+              );
+        },
+      ),
+    );
+  });
+  it("keep the chart small: 5,000 steps become 1,000 points per run and panel", () => {
+    const log = Array.from({ length: 5000 }, (_, i) => ({
+      step: i + 1,
+      reward: (i % 10) / 10,
+      kl: i < 2 ? null : 0.01,
+    }));
+    const run = {
+      kind: "train" as const,
+      dir: "/r",
+      label: "r",
+      reward: "majority",
+      config: null,
+      log,
+      skippedLogLines: 0,
+      examples: [],
+    };
+    const { charts } = buildCharts({ evals: [], trains: [run] });
+    const rows = rowsOf(charts[0]);
+    assert.equal(rows.filter((r) => r.panel === "total reward").length, 1000);
+    // bins of 5 consecutive steps of (step % 10) / 10 average to 0.2 and 0.7 in turn
+    const means = rows.filter((r) => r.panel === "total reward").map((r) => r.value as number);
+    assert.ok(
+      means.every((v, i) => Math.abs(v - (i % 2 === 0 ? 0.2 : 0.7)) < 1e-9),
+      `bin means ${means.slice(0, 4).join(", ")}…`,
+    );
+    assert.match(charts[0].description, /averaged over consecutive steps/);
+  });
+});
+
 describe("headless rendering", () => {
   it("measures text with the shipped font's advance widths", () => {
     assert.ok(Math.abs(measureText("W", 10, false) - 9.888) < 0.01); // DejaVu Sans W: 2025/2048 em
@@ -315,7 +377,7 @@ describe("ttrl report", () => {
     const scripts = html.match(/<script[\s>]/g) ?? [];
     assert.equal(scripts.length, 3); // vega, the data, the boot code
     const data = /<script type="application\/json" id="report-data">([\s\S]*?)<\/script>/.exec(html);
-    assert.ok(data);
+    assert.ok(data, "no report-data script");
     const parsed = JSON.parse(data[1]);
     assert.deepEqual(
       parsed.charts.map((c: { id: string }) => c.id),
