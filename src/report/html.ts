@@ -196,6 +196,8 @@ details summary{cursor:pointer}
 .note{color:#666;font-size:12.5px}
 ul.notes{color:#8a5a00;background:#fff8e6;border-radius:6px;padding:8px 12px 8px 28px}
 code{font-family:"DejaVu Sans Mono",ui-monospace,monospace;font-size:12px}
+#ttrl-tooltip{position:fixed;display:none;z-index:10;pointer-events:none;background:rgba(255,255,255,.97);border:1px solid #ccd;border-radius:6px;box-shadow:0 2px 8px rgba(0,0,0,.15);padding:6px 8px;font-size:12px}
+#ttrl-tooltip table{width:auto;font-size:12px}#ttrl-tooltip th,#ttrl-tooltip td{padding:1px 6px;border:0;background:none}#ttrl-tooltip th{color:#666;font-weight:normal;text-align:right}
 footer{color:#888;font-size:12px;text-align:center;padding:16px}
 `;
 
@@ -205,12 +207,40 @@ const BOOT = `
   try {
     await Promise.all([document.fonts.load('12px "${FONT_FAMILY}"'), document.fonts.load('bold 12px "${FONT_FAMILY}"')]);
   } catch (e) {}
+  var tip = document.createElement("div");
+  tip.id = "ttrl-tooltip";
+  document.body.appendChild(tip);
+  function esc(v) {
+    return String(v).replace(/[&<>"]/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c];
+    });
+  }
+  function tooltip(handler, event, item, value) {
+    if (value == null || value === "" || !event) {
+      tip.style.display = "none";
+      return;
+    }
+    tip.innerHTML =
+      "<table>" +
+      (typeof value === "object"
+        ? Object.keys(value).map(function (k) {
+            return "<tr><th>" + esc(k) + "</th><td>" + esc(value[k]) + "</td></tr>";
+          }).join("")
+        : "<tr><td>" + esc(value) + "</td></tr>") +
+      "</table>";
+    tip.style.display = "block";
+    var x = event.clientX + 14, y = event.clientY + 14;
+    if (x + tip.offsetWidth > window.innerWidth - 8) x = event.clientX - tip.offsetWidth - 14;
+    if (y + tip.offsetHeight > window.innerHeight - 8) y = event.clientY - tip.offsetHeight - 14;
+    tip.style.left = Math.max(4, x) + "px";
+    tip.style.top = Math.max(4, y) + "px";
+  }
   var results = [];
   for (var i = 0; i < data.charts.length; i++) {
     var c = data.charts[i];
     var el = document.getElementById("chart-" + c.id);
     try {
-      var view = new vega.View(vega.parse(c.vega), { renderer: "svg", container: el, hover: true });
+      var view = new vega.View(vega.parse(c.vega), { renderer: "svg", container: el, hover: true, tooltip: tooltip });
       await view.runAsync();
       results.push({ id: c.id, ok: true });
     } catch (err) {

@@ -99,6 +99,23 @@ describe("report.html in headless Chromium", { skip: SKIP }, () => {
     );
     assert.ok(texts.includes(label), `value label ${label} not on the valid-ratio chart`);
 
+    // interactive: hovering a bar shows its values in the tooltip
+    const bar = await page.evaluate<{ x: number; y: number } | null>(`(() => {
+      const el = document.querySelector("#chart-valid_generation_ratios g.role-mark.mark-rect > path");
+      if (!el) return null;
+      el.scrollIntoView({ block: "center" });
+      const r = el.getBoundingClientRect();
+      return { x: r.left + r.width / 2, y: r.top + r.height / 2 };
+    })()`);
+    assert.ok(bar, "no bar in the valid-ratio chart");
+    await page.send("Input.dispatchMouseEvent", { type: "mouseMoved", x: bar.x - 3, y: bar.y });
+    await page.send("Input.dispatchMouseEvent", { type: "mouseMoved", x: bar.x, y: bar.y });
+    await page.waitFor(`document.getElementById("ttrl-tooltip").style.display === "block"`, 10000);
+    const tipText = await page.evaluate<string>(`document.getElementById("ttrl-tooltip").textContent`);
+    assert.match(tipText, /valid completions/);
+    assert.match(tipText, /tr-math-base/);
+    await page.send("Input.dispatchMouseEvent", { type: "mouseMoved", x: 2, y: 2 });
+
     assert.equal(await page.evaluate<boolean>(`document.fonts.check('12px "DejaVu Sans"')`), true);
     const examples = await page.evaluate<number>(
       `document.querySelectorAll("table.examples tbody tr").length`,
@@ -112,6 +129,7 @@ describe("report.html in headless Chromium", { skip: SKIP }, () => {
     const outside = page.requests.filter((u) => !/^(file|data|about|blob):/.test(u));
     assert.deepEqual(outside, [], "the report must not load anything from the network");
 
+    await page.evaluate("window.scrollTo(0, 0)");
     const shot = await page.screenshot();
     mkdirSync(ARTIFACTS, { recursive: true });
     const shotPath = join(ARTIFACTS, "report-screenshot.png");
