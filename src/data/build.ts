@@ -63,7 +63,7 @@ export async function buildDataset(o: BuildOptions): Promise<BuildSummary> {
   const save = async (name: string, rows: DataRow[]) => {
     const f = join(o.out, `${name}.jsonl`);
     await writeRows(f, rows);
-    files[name] = f;
+    files[name] = `${name}.jsonl`;
   };
 
   const imported = await importFile(o.from, o.import ?? {});

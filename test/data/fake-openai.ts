@@ -38,6 +38,8 @@ export interface FakeServer {
   requests: ChatRequest[];
   /** User messages that were answered with a complete 200 reply. */
   answered: string[];
+  /** Most requests seen in flight at once. */
+  maxInFlight: number;
   close(): Promise<void>;
 }
 
@@ -55,8 +57,10 @@ export async function startFakeOpenAI(opts: FakeServerOptions): Promise<FakeServ
   const answered: string[] = [];
   const attempts = new Map<string, number>();
   const open = new Set<ServerResponse>();
+  let maxInFlight = 0;
   const server = createServer(async (req, res) => {
     open.add(res);
+    maxInFlight = Math.max(maxInFlight, open.size);
     res.on("close", () => open.delete(res));
     if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
       res.writeHead(404, { "content-type": "application/json" });
@@ -134,6 +138,9 @@ export async function startFakeOpenAI(opts: FakeServerOptions): Promise<FakeServ
     url: `http://127.0.0.1:${port}/v1`,
     requests,
     answered,
+    get maxInFlight() {
+      return maxInFlight;
+    },
     close: async () => {
       for (const r of open) r.destroy();
       server.closeAllConnections();

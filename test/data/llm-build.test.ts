@@ -79,10 +79,12 @@ describe("data build against a scripted OpenAI-compatible server", () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "ttrl-data-llm-"));
     src = makeSource(dir);
-    const server = await startFakeOpenAI({ respond: fakeLlm });
+    // Replies take 30 ms so that the client's bounded concurrency (4) is visible at the server.
+    const server = await startFakeOpenAI({ respond: fakeLlm, fault: () => ({ kind: "slow", ms: 30 }) });
     try {
       const s = await buildDataset(baseOpts(src, join(dir, "clean"), server.url));
       cleanRequests = server.requests.length;
+      assert.equal(server.maxInFlight, 4);
       assert.equal(s.llm?.requests, cleanRequests);
     } finally {
       await server.close();

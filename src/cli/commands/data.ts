@@ -9,7 +9,7 @@ import { extractRows, loadPromptFile, type StepResult, translateRows } from "../
 import { filterRows, parseSplitSpec, sampleRows, splitRows } from "../../data/ops.ts";
 import { loadRows, writeRows } from "../../data/schema.ts";
 import { LANGS, type Lang, synthesize } from "../../data/synth.ts";
-import { TtrlError } from "../../util/errors.ts";
+import { TtrlError, UsageError } from "../../util/errors.ts";
 import { parseChoice, parseFloatOption, parseIntList, parseIntOption } from "../options.ts";
 
 function parseExtractor(v: string): Extractor {
@@ -322,7 +322,7 @@ export function register(program: Command): void {
     .action(async (f: ImportFlags & Partial<LlmFlags> & Record<string, any>) => {
       const needLlm = Boolean(f.translate || f.extractAnswers);
       if (needLlm && !f.model)
-        throw new InvalidArgumentError("--model is required with --translate or --extract-answers");
+        throw new UsageError("--model is required with --translate or --extract-answers");
       const cache = f.cache ?? join(f.out, "llm-cache.jsonl");
       try {
         const s = await buildDataset({
