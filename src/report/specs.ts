@@ -396,7 +396,8 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
     title: null,
     tickCount: 4,
     labelFlush: true, // end labels stay inside the plot's height, so panel titles line up
-    labelExpr: "abs(datum.value) >= 1000 ? format(datum.value, '.2s') : datum.label",
+    // short labels whatever the range: 0.0125, 1.2e-5 → 1.2e-5, 12345 → 12.3k, a flat series' 0 → 0
+    labelExpr: "abs(datum.value) >= 10000 ? format(datum.value, '.3~s') : format(datum.value, '.4~g')",
   };
   const layer: VlSpec[] =
     smooth > 0
@@ -429,7 +430,7 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
         ]
       : [
           {
-            mark: { type: "line", strokeWidth: 2, point: { size: 30 }, clip: true },
+            mark: { type: "line", strokeWidth: 2, point: { size: 30 } },
             encoding: {
               x,
               y: { field: "value", type: "quantitative", title: null, axis: yAxis, scale: { zero: false } },
