@@ -2,7 +2,7 @@
 import { fileURLToPath } from "node:url";
 import { parseLocaleNumber } from "../answers/index.ts";
 import { createProgress } from "../util/progress.ts";
-import { type ChatMessage, type LlmClient, LlmRowError, mapPool } from "./llm.ts";
+import { type ChatMessage, type LlmClient, LlmFatalError, LlmRowError, mapPool } from "./llm.ts";
 import type { DataRow } from "./schema.ts";
 import { readUtf8 } from "./schema.ts";
 
@@ -58,6 +58,9 @@ function bump(m: Record<string, number>, k: string) {
 
 type Outcome = { row: DataRow } | { drop: string };
 
+/** Rejected requests (e.g. HTTP 400) in a row, with none served, that stop a step as misconfigured. */
+export const ROW_ERRORS_BEFORE_STOP = 8;
+
 async function runStep(
   label: string,
   rows: DataRow[],
@@ -67,15 +70,26 @@ async function runStep(
   const dropped: Record<string, number> = {};
   const bar = createProgress({ label, total: rows.length, unit: "rows", fields: ["dropped"] });
   let nDropped = 0;
+  let served = 0;
+  let rowErrors = 0;
   try {
     const outcomes = await mapPool(
       rows,
       concurrency,
       async (r) => {
         try {
-          return await one(r);
+          const o = await one(r);
+          served++;
+          return o;
         } catch (e) {
-          if (e instanceof LlmRowError) return { drop: `${label}: ${e.reason}` };
+          if (e instanceof LlmRowError) {
+            // One rejected prompt drops its row; a server that rejects every request is misconfigured.
+            if (++rowErrors >= ROW_ERRORS_BEFORE_STOP && served === 0)
+              throw new LlmFatalError(
+                `the first ${rowErrors} requests all failed (${e.reason}): ${e.message}`,
+              );
+            return { drop: `${label}: ${e.reason}` };
+          }
           throw e;
         }
       },

@@ -369,6 +369,19 @@ describe("data build against a scripted OpenAI-compatible server", () => {
     } finally {
       await server.close();
     }
+    // A server rejecting every request (bad parameters, say) stops the step instead of dropping every row.
+    const bad = await startFakeOpenAI({ respond: fakeLlm, fault: () => ({ kind: "400" }) });
+    try {
+      const llm = new LlmClient({ baseURL: bad.url, model: "m" });
+      const rows = Array.from({ length: 20 }, (_, i) => ({ id: `r${i}`, question: "q", solution: `s${i}` }));
+      await assert.rejects(
+        extractRows(rows, llm, { concurrency: 2 }),
+        /the first 8 requests all failed \(HTTP 400\)/,
+      );
+      assert.ok(bad.requests.length < 20);
+    } finally {
+      await bad.close();
+    }
     assert.equal(parseExtractReply(" 1,250 "), "1250");
     assert.equal(parseExtractReply("$72."), "72");
     assert.equal(parseExtractReply("NONE"), null);
