@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
-import { buildReport, type ReportResult } from "../../src/report/index.ts";
+import { buildReport } from "../../src/report/index.ts";
 import { Browser, findChromium } from "./cdp.ts";
 import { colourStats, decodePng, pngSize } from "./png.ts";
 
@@ -33,26 +33,21 @@ interface ChartCheck {
   height: number;
 }
 
-describe("report.html in headless Chromium", { skip: SKIP }, () => {
-  let out: string;
-  let report: ReportResult;
-  let browser: Browser;
-
-  before(async () => {
-    out = mkdtempSync(join(tmpdir(), "ttrl-report-browser-"));
-    report = await buildReport({
+describe("report.html in headless Chromium", () => {
+  it("renders every chart with marks, logs no errors, loads nothing from outside, and is screenshotted", {
+    skip: SKIP,
+  }, async (t) => {
+    const out = mkdtempSync(join(tmpdir(), "ttrl-report-browser-"));
+    const report = await buildReport({
       runs: [join(FIX, "experiment"), join(FIX, "unlabeled")],
       out,
       title: "TTRL report — browser test",
     });
-    browser = await Browser.launch(chromium as string);
-  });
-  after(async () => {
-    await browser?.close();
-    if (out) rmSync(out, { recursive: true, force: true });
-  });
-
-  it("renders every chart with marks, logs no errors, loads nothing from outside, and is screenshotted", async (t) => {
+    const browser = await Browser.launch(chromium as string);
+    t.after(async () => {
+      await browser.close();
+      rmSync(out, { recursive: true, force: true });
+    });
     const page = await browser.newPage();
     await page.enable(1400, 1000);
     const url = pathToFileURL(report.html).href;
