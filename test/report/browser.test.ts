@@ -36,6 +36,7 @@ interface ChartCheck {
 describe("report.html in headless Chromium", () => {
   it("renders every chart with marks, logs no errors, loads nothing from outside, and is screenshotted", {
     skip: SKIP,
+    timeout: 180000,
   }, async (t) => {
     const out = mkdtempSync(join(tmpdir(), "ttrl-report-browser-"));
     const report = await buildReport({

@@ -74,7 +74,13 @@ export class Browser {
 
   static async launch(executable: string): Promise<Browser> {
     const b = new Browser(executable);
-    await b.send("Browser.getVersion");
+    try {
+      await withTimeout(b.send("Browser.getVersion"), 60000, "chromium start-up");
+    } catch (e) {
+      b.proc.kill("SIGKILL");
+      rmSync(b.userDir, { recursive: true, force: true });
+      throw new Error(`${(e as Error).message}; stderr tail:\n${b.stderr}`);
+    }
     return b;
   }
 
