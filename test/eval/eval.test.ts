@@ -138,6 +138,22 @@ describe("ttrl eval", () => {
     );
   });
 
+  it("reports a server's 4xx answer clearly, without retrying", async () => {
+    const before = srv.stats.completionRequests;
+    await assert.rejects(
+      runEval({
+        modelName: "nope",
+        model: url,
+        data,
+        k: 1,
+        out: join(tmp, "wrong-model"),
+        backend: httpBackend({ endpoint: url, modelName: "nope", concurrency: 1 }),
+      }),
+      (e: Error) => /server answered 404/.test(e.message) && /'nope' does not exist/.test(e.message),
+    );
+    assert.equal(srv.stats.completionRequests - before, 1);
+  });
+
   it("reports validity but marks correctness absent (null) for rows without labels", async () => {
     const unl = join(tmp, "unlabelled.jsonl");
     writeFileSync(unl, rows.map((r) => JSON.stringify({ id: r.id, question: r.question })).join("\n"));
