@@ -4,13 +4,14 @@
  *   const r = await buildReport({ runs: ["runs/exp"], out: "runs/exp/report" });
  *   // r.html = ".../report.html", r.pngs = [".../png/valid_generation_ratios.png", ...]
  */
+import { rm } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { createProgress } from "../util/progress.ts";
 import { buildHtml, type PageChart } from "./html.ts";
 import { type LoadedRuns, type LoadOptions, loadRuns } from "./load.ts";
 import { svgToPng, toSvg, toVega } from "./render.ts";
-import { buildCharts, type ChartSpec } from "./specs.ts";
+import { buildCharts, CHART_IDS, type ChartSpec } from "./specs.ts";
 
 export { discoverRuns, loadRuns } from "./load.ts";
 export { buildCharts } from "./specs.ts";
@@ -70,6 +71,10 @@ export async function buildReport(opts: ReportOptions): Promise<ReportResult> {
   });
   const htmlPath = join(opts.out, "report.html");
   await writeFileAtomic(htmlPath, html);
+  // a PNG of ours from an earlier report whose chart is not in this one would be stale: remove it
+  const made = new Set(pngs.map((p) => `${p.id}.png`));
+  for (const id of CHART_IDS)
+    if (!made.has(`${id}.png`)) await rm(join(opts.out, "png", `${id}.png`), { force: true });
   return {
     html: htmlPath,
     pngs,

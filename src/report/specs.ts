@@ -22,6 +22,15 @@ export interface ChartSet {
   notes: string[];
 }
 
+/** Every chart id buildCharts can make (the PNG names under png/). */
+export const CHART_IDS = [
+  "valid_generation_ratios",
+  "correct_generation_ratios",
+  "k_sampling_metrics_strict",
+  "k_sampling_metrics_flexible",
+  "training_logs",
+] as const;
+
 export const FONT_FAMILY = "DejaVu Sans";
 export const MODE_COLORS: Record<Mode, string> = { strict: "#3b6ea8", flexible: "#e8853d" };
 /** Colours of models/runs, in order (Tableau 10, reordered so neighbours contrast). */

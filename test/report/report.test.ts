@@ -391,10 +391,14 @@ describe("ttrl report", () => {
         env: { ...process.env, TTRL_QUIET: "1" },
       });
     const o = join(out, "cli");
+    mkdirSync(join(o, "png"), { recursive: true });
+    writeFileSync(join(o, "png/training_logs.png"), "stale");
+    writeFileSync(join(o, "png/mine.png"), "not ours");
     const ok = cli("--runs", join(EXP, "eval/base"), join(EXP, "eval/accuracy"), "--out", o, "--no-png");
     assert.equal(ok.status, 0, ok.stderr);
     assert.match(ok.stdout, /2 eval folder\(s\), 0 train run\(s\), 4 chart\(s\)/);
-    assert.ok(existsSync(join(o, "report.html")) && !existsSync(join(o, "png")));
+    assert.ok(existsSync(join(o, "report.html")), "no report.html");
+    assert.deepEqual(readdirSync(join(o, "png")), ["mine.png"]); // stale chart PNGs removed, others kept
     assert.equal(cli("--help").status, 0);
     assert.equal(cli("--runs", EXP).status, 2);
     assert.equal(cli("--runs", join(FIX, "missing"), "--out", o).status, 2);
