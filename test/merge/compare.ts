@@ -11,9 +11,11 @@ export interface Diff {
   maxRelToRms: number;
 }
 
+const scratchU = new Uint32Array(1);
+const scratchF = new Float32Array(scratchU.buffer);
 function valueOf(bits: number, width: 16 | 32): number {
-  const u = new Uint32Array([width === 16 ? bits << 16 : bits]);
-  return new Float32Array(u.buffer)[0];
+  scratchU[0] = width === 16 ? bits << 16 : bits;
+  return scratchF[0];
 }
 
 /** Position of a 16- or 32-bit float pattern on the number line (so "steps" = representable values between). */
