@@ -124,6 +124,33 @@ function answerCell(
   return `<code>${escapeHtml(g.answer ?? "")}</code> ${verdict(g.correct)}`;
 }
 
+/** Flexible answers of all k samples with their counts, most voted first; the label's answer marked. */
+function votesCell(ex: EvalRun["examples"][number]): string {
+  const counts = new Map<string, { n: number; correct: boolean }>();
+  let invalid = 0;
+  let parsed = 0;
+  for (const c of ex.completions) {
+    const f = c.flexible;
+    if (!f) continue;
+    parsed++;
+    if (!f.valid || f.answer === null) {
+      invalid++;
+      continue;
+    }
+    const e = counts.get(f.answer) ?? { n: 0, correct: false };
+    counts.set(f.answer, { n: e.n + 1, correct: e.correct || f.correct === true });
+  }
+  if (parsed === 0) return '<span class="absent">—</span>';
+  const parts = [...counts]
+    .sort((a, b) => b[1].n - a[1].n)
+    .map(
+      ([a, { n, correct }]) =>
+        `<span class="vote${correct ? " ok" : ""}"><code>${escapeHtml(a)}</code>&nbsp;×${n}</span>`,
+    );
+  if (invalid > 0) parts.push(`<span class="vote invalid">invalid&nbsp;×${invalid}</span>`);
+  return parts.join(" ");
+}
+
 function evalExamples(evals: EvalRun[], perModel: number): string {
   if (!evals.some((e) => e.examples.length > 0)) return "";
   // the same questions for every model, in the order of the first model's file
@@ -137,10 +164,10 @@ function evalExamples(evals: EvalRun[], perModel: number): string {
       if (!ex || ex.completions.length === 0) return;
       const c = ex.completions[0];
       rows.push(
-        `<tr><td><code>${escapeHtml(id)}</code></td><td><span class="swatch" style="background:${SERIES_COLORS[i % SERIES_COLORS.length]}"></span>${escapeHtml(e.label)}</td><td class="num"><code>${escapeHtml(ex.label ?? "—")}</code></td><td>${completionCell(c.text)}</td><td>${answerCell(c.strict)}</td><td>${answerCell(c.flexible)}</td></tr>`,
+        `<tr><td><code>${escapeHtml(id)}</code></td><td><span class="swatch" style="background:${SERIES_COLORS[i % SERIES_COLORS.length]}"></span>${escapeHtml(e.label)}</td><td class="num"><code>${escapeHtml(ex.label ?? "—")}</code></td><td>${completionCell(c.text)}</td><td>${answerCell(c.strict)}</td><td>${answerCell(c.flexible)}</td><td class="votes">${votesCell(ex)}</td></tr>`,
       );
     });
-  return `<h3>Evaluation: first sample per question</h3><div class="table-wrap"><table class="examples"><thead><tr><th>question</th><th>model</th><th>label</th><th>completion</th><th>strict answer</th><th>flexible answer</th></tr></thead><tbody>${rows.join("")}</tbody></table></div>`;
+  return `<h3>Evaluation: first sample per question, and the votes of all samples</h3><div class="table-wrap"><table class="examples"><thead><tr><th>question</th><th>model</th><th>label</th><th>completion</th><th>strict answer</th><th>flexible answer</th><th title="flexible answers of all samples of the question, most voted first; green: equals the label">votes (all samples)</th></tr></thead><tbody>${rows.join("")}</tbody></table></div>`;
 }
 
 function fmtNum(v: number | null): string {
@@ -157,7 +184,7 @@ function trainExamples(trains: TrainRun[]): string {
         .map(([k, v]) => `<span class="kv">${escapeHtml(k)}&nbsp;${fmtNum(v)}</span>`)
         .join(" ");
       rows.push(
-        `<tr><td><span class="swatch" style="background:${SERIES_COLORS[i % SERIES_COLORS.length]}"></span>${escapeHtml(t.label)}</td><td class="num">${fmtNum(ex.step)}</td><td><code>${escapeHtml(ex.promptId ?? "—")}</code></td><td>${completionCell(ex.completion)}</td><td class="num"><code>${escapeHtml(ex.answer ?? "—")}</code></td><td class="num"><code>${escapeHtml(ex.pseudoLabel ?? "—")}</code></td><td class="num"><code>${escapeHtml(ex.label ?? "—")}</code></td><td>${rewards || "—"}</td><td class="num">${fmtNum(ex.advantage)}</td></tr>`,
+        `<tr><td><span class="swatch" style="background:${SERIES_COLORS[i % SERIES_COLORS.length]}"></span>${escapeHtml(t.label)}</td><td class="num">${fmtNum(ex.step)}</td><td${ex.prompt ? ` title="${escapeHtml(ex.prompt)}"` : ""}><code>${escapeHtml(ex.promptId ?? "—")}</code></td><td>${completionCell(ex.completion)}</td><td class="num"><code>${escapeHtml(ex.answer ?? "—")}</code></td><td class="num"><code>${escapeHtml(ex.pseudoLabel ?? "—")}</code></td><td class="num"><code>${escapeHtml(ex.label ?? "—")}</code></td><td>${rewards || "—"}</td><td class="num">${fmtNum(ex.advantage)}</td></tr>`,
       );
     }
   });
@@ -193,6 +220,8 @@ details summary{cursor:pointer}
 .tag.ok{background:#dcf2dc;color:#1d6b1d}.tag.bad{background:#fbe0e0;color:#9b1c1c}.tag.invalid{background:#eee;color:#666}
 .kv{display:inline-block;background:#eef2f8;border-radius:4px;padding:0 5px;margin:1px 0;font-size:12px;white-space:nowrap}
 .absent{color:#999}
+.vote{display:inline-block;background:#f0f2f5;border-radius:4px;padding:0 5px;margin:1px 0;font-size:12px;white-space:nowrap}.vote.ok{background:#dcf2dc;color:#1d6b1d}.vote.invalid{color:#888}
+td.votes{min-width:140px}
 .note{color:#666;font-size:12.5px}
 ul.notes{color:#8a5a00;background:#fff8e6;border-radius:6px;padding:8px 12px 8px 28px}
 code{font-family:"DejaVu Sans Mono",ui-monospace,monospace;font-size:12px}

@@ -384,6 +384,19 @@ describe("ttrl report", () => {
       r.charts.map((c) => c.id),
     );
   });
+  it("shows the votes of all samples per example question", () => {
+    const html = readFileSync(r.html, "utf8");
+    const det = JSON.parse(readFileSync(join(EXP, "eval/accuracy/details.jsonl"), "utf8").split("\n")[0]);
+    const counts = new Map<string, number>();
+    for (const c of det.completions)
+      if (c.flexible.valid) counts.set(c.flexible.answer, (counts.get(c.flexible.answer) ?? 0) + 1);
+    const [top, n] = [...counts].sort((a, b) => b[1] - a[1])[0];
+    const cls = top === det.label ? "vote ok" : "vote";
+    assert.ok(
+      html.includes(`<span class="${cls}"><code>${top}</code>&nbsp;×${n}</span>`),
+      `no vote ${top} ×${n}`,
+    );
+  });
   it("CLI: runs, and exits 2 on usage errors and 1 on bad input", () => {
     const cli = (...args: string[]) =>
       spawnSync(process.execPath, ["bin/ttrl.mjs", "report", ...args], {
