@@ -29,7 +29,15 @@ const rowsOf = (c: ChartSpec | undefined) => {
   assert.ok(c, "chart missing");
   return (c.spec as { data: { values: Record<string, unknown>[] } }).data.values;
 };
-const tmp = () => mkdtempSync(join(tmpdir(), "ttrl-report-"));
+const tmpDirs: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), "ttrl-report-"));
+  tmpDirs.push(d);
+  return d;
+};
+after(() => {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+});
 
 describe("finding runs", () => {
   it("finds the eval and train folders of an experiment, base model first", () => {
@@ -56,7 +64,6 @@ describe("finding runs", () => {
       () => discoverRuns([empty]),
       (e: Error) => e instanceof InputError && e.message.startsWith(empty) && /metrics\.json/.test(e.message),
     );
-    rmSync(empty, { recursive: true });
   });
   it("labels runs by model/run name, else folder name, and makes repeated labels unique", async () => {
     const d = tmp();
@@ -70,7 +77,6 @@ describe("finding runs", () => {
       ["my-eval", "tr-math-base (b)", "tr-math-base (c)"],
     );
     assert.deepEqual(uniqueLabels(["/p/q/r", "/p/q/s"], ["m", "m"]), ["m (q)", "m (q) #2"]);
-    rmSync(d, { recursive: true });
   });
 });
 
@@ -114,7 +120,6 @@ describe("loading", () => {
     const runs = await loadRuns([d]);
     assert.equal(runs.trains[0].log.length, 60);
     assert.equal(runs.trains[0].skippedLogLines, 1);
-    rmSync(d, { recursive: true });
   });
   it("rejects a metrics.json that is not ttrl grade output, naming the file", () => {
     const f = "/x/metrics.json";
