@@ -400,7 +400,7 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
       symbolSize: 300,
     },
   };
-  const x = { field: "step", type: "quantitative", title: "step", axis: { tickMinStep: 1 } };
+  const x = { field: "step", type: "quantitative", title: "step", axis: { tickMinStep: 1, format: "d" } };
   const yAxis = {
     title: null,
     tickCount: 4,
