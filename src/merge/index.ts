@@ -542,6 +542,8 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
   let writer: CheckpointWriter | null = null;
   const pool = new BufferPool();
   const workers = new SlerpWorkers(opts.threads === undefined ? undefined : Math.max(0, opts.threads - 1));
+  let pending: Promise<StoredTensor[]> | null = null;
+  let writing: Promise<void> = Promise.resolve();
   try {
     await fsp.mkdir(tmp, { recursive: true });
     writer = new CheckpointWriter(
@@ -550,10 +552,7 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
       { maxShardBytes: opts.outShardSize ?? 5e9, metadata: { format: "pt" } },
     );
     // pipeline: read the next tensor's inputs while computing this one; one write in flight
-    let pending: Promise<StoredTensor[]> | null = plan.tensors.length
-      ? readInputs(plan, plan.tensors[0], pool)
-      : null;
-    let writing: Promise<void> = Promise.resolve();
+    pending = plan.tensors.length ? readInputs(plan, plan.tensors[0], pool) : null;
     for (let i = 0; i < plan.tensors.length; i++) {
       const t = plan.tensors[i];
       const inputs = await (pending as Promise<StoredTensor[]>);
@@ -591,6 +590,8 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
     }
   } catch (e) {
     progress.stop();
+    // let in-flight reads and writes settle (their errors are secondary to `e`)
+    await Promise.allSettled([pending, writing]);
     if (writer) await writer.abort().catch(() => {});
     await fsp.rm(tmp, { recursive: true, force: true });
     throw e;
