@@ -21,6 +21,11 @@ if (files.length === 0) {
   console.error("no test files matched");
   process.exit(1);
 }
+// The report's browser test needs headless Chromium: install Debian's package when missing (never fails;
+// the test skips with a visible warning where it cannot be installed).
+if (files.some((f) => f.includes("report"))) {
+  spawnSync("bash", ["scripts/ensure-chromium.sh"], { stdio: "inherit" });
+}
 const r = spawnSync(
   process.execPath,
   ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...files],
