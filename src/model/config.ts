@@ -77,10 +77,19 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
     );
   const headDim = posInt(raw, "head_dim", file, hiddenSize / numHeads);
   let ropeScaling: RopeScaling | undefined;
-  const rs = raw.rope_scaling as Record<string, unknown> | null | undefined;
+  // transformers >= 5 writes `rope_parameters` (with rope_theta inside); older versions `rope_scaling`.
+  const rp = raw.rope_parameters as Record<string, unknown> | null | undefined;
+  const rs = (rp && typeof rp === "object" ? rp : raw.rope_scaling) as
+    | Record<string, unknown>
+    | null
+    | undefined;
+  const ropeTheta =
+    rp && typeof rp === "object" && typeof rp.rope_theta === "number"
+      ? rp.rope_theta
+      : num(raw, "rope_theta", file, 10000);
   if (rs !== undefined && rs !== null) {
     const type = rs.rope_type ?? rs.type;
-    if (type === "default") ropeScaling = undefined;
+    if (type === "default" || type === undefined) ropeScaling = undefined;
     else if (type === "llama3")
       ropeScaling = {
         type: "llama3",
@@ -117,7 +126,7 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
     numKvHeads,
     headDim,
     rmsNormEps: num(raw, "rms_norm_eps", file, 1e-6),
-    ropeTheta: num(raw, "rope_theta", file, 10000),
+    ropeTheta,
     ropeScaling,
     maxPositionEmbeddings: posInt(raw, "max_position_embeddings", file, 2048),
     tieWordEmbeddings: Boolean(raw.tie_word_embeddings ?? !isQwen),
