@@ -32,9 +32,8 @@ test("KV-cache decoding equals full recomputation (sampled and greedy)", async (
     gens.forEach((g, i) => {
       const ref = full[i].slice(prompts[i].length - 1);
       assert.equal(ref.length, g.logprobs.length);
-      g.logprobs.forEach((x, j) =>
-        assert.ok(Math.abs(x - ref[j]) < 1e-4, `row ${i} token ${j}: ${x} vs ${ref[j]}`),
-      );
+      for (const [j, x] of g.logprobs.entries())
+        assert.ok(Math.abs(x - ref[j]) < 1e-4, `row ${i} token ${j}: ${x} vs ${ref[j]}`);
     });
   }
 });
@@ -91,7 +90,7 @@ test("save/load round trip (F32 exact, BF16 close) and tokenLogprobs under jit(g
   await saveModel(m, join(tmp, "bf16"), { dtype: "BF16" });
   const bf = await loadModel(join(tmp, "bf16"));
   const [c] = await scoreSequences(bf, seq);
-  c.forEach((x, i) => assert.ok(Math.abs(x - a[i]) < 0.05));
+  for (const [i, x] of c.entries()) assert.ok(Math.abs(x - a[i]) < 0.05);
   // Differentiable: gradient of the summed log-probs w.r.t. the params, inside jit.
   const ids = np.array([seq[0].slice(0, -1)], { dtype: np.int32 });
   const tg = np.array([seq[0].slice(1)], { dtype: np.int32 });

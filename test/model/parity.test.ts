@@ -35,6 +35,6 @@ for (const kind of ["llama", "qwen2"]) {
       e.greedy.map((g) => g.prompt),
       { maxNewTokens: 16, greedy: true },
     );
-    gens.forEach((g, i) => assert.deepEqual(g.tokens, e.greedy[i].tokens, `prompt ${i}`));
+    for (const [i, g] of gens.entries()) assert.deepEqual(g.tokens, e.greedy[i].tokens, `prompt ${i}`);
   });
 }
