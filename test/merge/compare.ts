@@ -9,6 +9,9 @@ export interface Diff {
   maxSteps: number;
   /** Largest |difference| divided by the expected tensor's RMS (how large differences are at the tensor's scale). */
   maxRelToRms: number;
+  /** Elements that differ by more than 2 steps, and their largest |difference| / RMS. */
+  over2: number;
+  maxRelOver2: number;
 }
 
 const scratchU = new Uint32Array(1);
@@ -50,12 +53,20 @@ export async function compareCheckpoints(
       let differing = 0;
       let maxSteps = 0;
       let maxAbs = 0;
+      let over2 = 0;
+      let maxAbsOver2 = 0;
       let sq = 0;
       for (let i = 0; i < va.length; i++) {
         if (va[i] !== vb[i]) {
           differing++;
-          maxSteps = Math.max(maxSteps, Math.abs(ordered(va[i], width) - ordered(vb[i], width)));
-          maxAbs = Math.max(maxAbs, Math.abs(valueOf(va[i], width) - valueOf(vb[i], width)));
+          const steps = Math.abs(ordered(va[i], width) - ordered(vb[i], width));
+          const abs = Math.abs(valueOf(va[i], width) - valueOf(vb[i], width));
+          maxSteps = Math.max(maxSteps, steps);
+          maxAbs = Math.max(maxAbs, abs);
+          if (steps > 2) {
+            over2++;
+            maxAbsOver2 = Math.max(maxAbsOver2, abs);
+          }
         }
       }
       if (differing) for (let i = 0; i < vb.length; i++) sq += valueOf(vb[i], width) ** 2;
@@ -67,6 +78,8 @@ export async function compareCheckpoints(
         differing,
         maxSteps,
         maxRelToRms: differing ? maxAbs / rms : 0,
+        over2,
+        maxRelOver2: over2 ? maxAbsOver2 / rms : 0,
       });
     }
     return { names: [[...got.names].sort(), [...exp.names].sort()], meta, diffs };
