@@ -201,7 +201,7 @@ export function flagName(key: string): string {
 export function coerce(key: keyof GrpoConfig, value: unknown, where: string): unknown {
   const spec = GRPO_KEYS[key];
   const bad = (what: string) => new UsageError(`${where}: ${key} ${what}, got ${JSON.stringify(value)}`);
-  if (value === null && (spec.kind === "int?" || spec.kind === "float?")) return null;
+  if (value === null && GRPO_DEFAULTS[key] === null) return null;
   let out: unknown;
   switch (spec.kind) {
     case "int":

@@ -471,18 +471,30 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
       }
 
       // 4. micro-batches and weights
+      // Normalisers count every sequence of the step. Rows that cannot change the loss — zero advantage
+      // and no KL term, or nothing to train — are left out of the forward/backward passes (their
+      // gradient is exactly zero), except for bnpo whose normaliser depends on the micro-batch makeup.
+      const totalTokens = seqs.reduce((a, s) => a + (s.train ? s.completion.length : 0), 0);
+      const work =
+        c.loss_type === "bnpo" ? seqs : seqs.filter((s) => s.train && (c.beta !== 0 || s.adv !== 0));
       const chunks: Seq[][] = [];
-      for (let i = 0; i < seqs.length; i += micro) chunks.push(seqs.slice(i, i + micro));
+      let rowsCap = 0;
+      if (work.length > 0) {
+        const stepT = bucketLength(Math.max(...work.map((s) => s.prompt.length + s.completion.length)) - 1);
+        rowsCap = fitMicroBatch(micro, stepT, policy);
+        for (let i = 0; i < work.length; i += rowsCap) chunks.push(work.slice(i, i + rowsCap));
+      }
       const packed: PackedBatch[] = chunks.map((ch) => {
         const T = bucketLength(Math.max(...ch.map((s) => s.prompt.length + s.completion.length)) - 1);
+        let B = 1;
+        while (B < ch.length) B *= 2;
         return packSequences(
           ch.map((s): SeqSpec => ({ prompt: s.prompt, completion: s.completion, train: s.train })),
-          micro,
+          Math.min(B, Math.max(rowsCap, ch.length)),
           T,
           padId,
         );
       });
-      const totalTokens = packed.reduce((a, p) => a + p.lengths.reduce((x, y) => x + y, 0), 0);
       const mkIdsArrays = (pb: PackedBatch) => ({
         ids: np.array(pb.ids, { dtype: np.int32 }).reshape([pb.B, pb.T]),
         targets: np.array(pb.targets, { dtype: np.int32 }).reshape([pb.B, pb.T]),
@@ -553,7 +565,7 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
           highSum += (await aux.highSum.data())[0];
           acc.add(grads);
         }
-        const grads = acc.take();
+        const grads = acc.count > 0 ? acc.take() : zerosLike(params);
         gradNorm = await globalNorm(grads);
         if (!Number.isFinite(lossSum) || !Number.isFinite(gradNorm)) {
           tree.dispose(grads);
@@ -675,6 +687,33 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
   await policy.save(params, finalDir, { dtype: c.save_dtype });
   writeFileSync(join(o.outDir, "DONE"), `${new Date().toISOString()}\n`);
   return { params, steps, finalDir, log };
+}
+
+function zerosLike(p: Params): Params {
+  const out: Params = {};
+  for (const [k, v] of Object.entries(p)) out[k] = np.zeros(v.shape);
+  return out;
+}
+
+/** Wasm memory the trainers aim to stay under for one micro-batch. */
+export const MICRO_BATCH_BYTES = 2 ** 30;
+
+/**
+ * Rows per micro-batch: `want`, or fewer (a power of two) when `want` rows of length T would need more
+ * than MICRO_BATCH_BYTES by the policy's estimate. Fails clearly if a single row cannot fit.
+ */
+export function fitMicroBatch(want: number, T: number, policy: Policy): number {
+  const bpt = policy.bytesPerToken?.(T);
+  if (!bpt) return want;
+  const maxRows = Math.floor(MICRO_BATCH_BYTES / (bpt * T));
+  if (maxRows < 1)
+    throw new TtrlError(
+      `one sequence of ${T} tokens needs about ${((bpt * T) / 2 ** 30).toFixed(1)} GiB for a training step, more than the ${MICRO_BATCH_BYTES / 2 ** 30} GiB a micro-batch may use (Wasm memory is capped at 4 GiB); lower max_completion_length`,
+    );
+  if (want <= maxRows) return want;
+  let r = 1;
+  while (r * 2 <= maxRows) r *= 2;
+  return r;
 }
 
 function seqIndex(subsets: number[][], pi: number): number {

@@ -50,6 +50,11 @@ export interface Policy {
   generate(params: Params, prompts: number[][], opts: SampleOptions): Promise<Sample[]>;
   /** Write `params` (not consumed) as a loadable model folder, float32 unless `dtype` says otherwise. */
   save(params: Params, dir: string, opts?: { dtype?: "F32" | "F16" | "BF16" }): Promise<void>;
+  /**
+   * Rough Wasm memory (bytes) one token of a [B,T] training micro-batch needs (forward + backward);
+   * trainers shrink micro-batches to stay under about 2 GiB. Optional (no limit when absent).
+   */
+  bytesPerToken?(T: number): number;
   /** Read the weights of a folder written by `save` (exact for F32). */
   loadParams(dir: string): Promise<Params>;
 }

@@ -13,7 +13,7 @@ import { renderPrompt } from "../prompts/index.ts";
 import { TtrlError, UsageError } from "../util/errors.ts";
 import { createProgress } from "../util/progress.ts";
 import { bucketLength, packSequences, type SeqSpec } from "./batch.ts";
-import { DataOrder } from "./grpo.ts";
+import { DataOrder, fitMicroBatch } from "./grpo.ts";
 import {
   AdamW,
   clipCoefficient,
@@ -181,12 +181,14 @@ export async function trainSft(
         { length: c.batch_size },
         (_, i) => examples[order.index(step * c.batch_size + i)],
       );
+      const stepT = bucketLength(Math.max(...batch.map((s) => s.prompt.length + s.completion.length)) - 1);
+      const rows = fitMicroBatch(micro, stepT, policy);
       const chunks: SeqSpec[][] = [];
-      for (let i = 0; i < batch.length; i += micro) chunks.push(batch.slice(i, i + micro));
+      for (let i = 0; i < batch.length; i += rows) chunks.push(batch.slice(i, i + rows));
       const packed = chunks.map((ch) =>
         packSequences(
           ch,
-          micro,
+          rows,
           bucketLength(Math.max(...ch.map((s) => s.prompt.length + s.completion.length)) - 1),
           policy.tokenizer.padTokenId,
         ),

@@ -1,3 +1,6 @@
+// Single-threaded engine, and jax-js must see the engine's Node polyfills before it is first imported.
+import "./env.ts";
+import "../../src/model/polyfills.ts";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";

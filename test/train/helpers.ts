@@ -1,3 +1,6 @@
+// Single-threaded engine, and jax-js must see the engine's Node polyfills before it is first imported.
+import "./env.ts";
+import "../../src/model/polyfills.ts";
 /** Shared setup for training tests: the jax-js runtime (the engine's initRuntime when present). */
 import { existsSync } from "node:fs";
 import { init } from "@jax-js/jax";

@@ -1,3 +1,6 @@
+// Single-threaded engine, and jax-js must see the engine's Node polyfills before it is first imported.
+import "./env.ts";
+import "../../src/model/polyfills.ts";
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { numpy as np } from "@jax-js/jax";

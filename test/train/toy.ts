@@ -1,3 +1,6 @@
+// Single-threaded engine, and jax-js must see the engine's Node polyfills before it is first imported.
+import "./env.ts";
+import "../../src/model/polyfills.ts";
 /**
  * A tiny bigram language model written directly with jax-js, with a character tokenizer: enough to test
  * the trainers' mechanics (gradients, advantages, resume) in well under a second per step.

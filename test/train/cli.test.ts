@@ -1,0 +1,179 @@
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { before, describe, it } from "node:test";
+
+const root = mkdtempSync(join(tmpdir(), "ttrl-train-cli-"));
+const model = join(root, "tiny");
+const data = join(root, "train.jsonl");
+const unlabeled = join(root, "unlabeled.jsonl");
+
+function ttrl(args: string[]) {
+  return spawnSync(process.execPath, ["bin/ttrl.mjs", ...args], {
+    encoding: "utf8",
+    env: { ...process.env, TTRL_QUIET: "1", TTRL_THREADS: "1" },
+  });
+}
+
+const SMALL = [
+  "--prompts-per-step",
+  "2",
+  "--num-generations",
+  "3",
+  "--max-completion-length",
+  "8",
+  "--threads",
+  "1",
+];
+
+before(() => {
+  const r = ttrl(["init-model", "--preset", "tiny", "--out", model, "--seed", "3"]);
+  assert.equal(r.status, 0, r.stderr);
+  const rows = Array.from({ length: 6 }, (_, i) => ({
+    id: `q${i}`,
+    question: `${i} + 1 kaç eder?`,
+    answer: String(i + 1),
+  }));
+  writeFileSync(data, rows.map((r) => JSON.stringify(r)).join("\n"));
+  writeFileSync(
+    unlabeled,
+    rows.map((r, i) => JSON.stringify(i === 2 ? { id: r.id, question: r.question } : r)).join("\n"),
+  );
+});
+
+describe("ttrl train: bad input fails before work starts", () => {
+  it("M > N and epsilon < 0 are usage errors (exit 2)", () => {
+    const a = ttrl([
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--reward",
+      "majority",
+      "--out",
+      join(root, "x"),
+      "--num-generations",
+      "4",
+      "--rewarded-count",
+      "5",
+    ]);
+    assert.equal(a.status, 2);
+    assert.match(a.stderr, /rewarded_count M=5 exceeds num_generations N=4/);
+    const b = ttrl([
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--reward",
+      "majority",
+      "--out",
+      join(root, "x"),
+      "--epsilon",
+      "-0.1",
+    ]);
+    assert.equal(b.status, 2);
+    assert.match(b.stderr, /epsilon must be ≥ 0/);
+    assert.ok(!existsSync(join(root, "x")));
+  });
+  it("accuracy on unlabeled rows names the first such row; missing model and empty data are clear errors", () => {
+    const a = ttrl([
+      "train",
+      "--model",
+      model,
+      "--data",
+      unlabeled,
+      "--reward",
+      "accuracy",
+      "--out",
+      join(root, "y"),
+      ...SMALL,
+    ]);
+    assert.equal(a.status, 1);
+    assert.match(a.stderr, /unlabeled\.jsonl:3: row "q2" has no answer/);
+    const empty = join(root, "empty.jsonl");
+    writeFileSync(empty, "");
+    const b = ttrl([
+      "train",
+      "--model",
+      model,
+      "--data",
+      empty,
+      "--reward",
+      "majority",
+      "--out",
+      join(root, "y"),
+    ]);
+    assert.equal(b.status, 1);
+    assert.match(b.stderr, /empty\.jsonl: no training rows/);
+    const c = ttrl([
+      "train",
+      "--model",
+      join(root, "nope"),
+      "--data",
+      data,
+      "--reward",
+      "majority",
+      "--out",
+      join(root, "y"),
+    ]);
+    assert.equal(c.status, 1);
+    assert.match(c.stderr, /nope: model folder not found/);
+  });
+});
+
+describe("ttrl train: kill -9 and --resume", () => {
+  it("ends with bit-identical weights to an uninterrupted run", async () => {
+    const args = (out: string) => [
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--reward",
+      "majority",
+      "--out",
+      out,
+      ...SMALL,
+      "--max-steps",
+      "4",
+      "--save-steps",
+      "1",
+      "--learning-rate",
+      "0.01",
+      "--temperature",
+      "0.8",
+    ];
+    const a = join(root, "full");
+    const ra = ttrl(args(a));
+    assert.equal(ra.status, 0, ra.stderr);
+    const b = join(root, "killed");
+    const child = spawn(process.execPath, ["bin/ttrl.mjs", ...args(b)], {
+      env: { ...process.env, TTRL_QUIET: "1", TTRL_THREADS: "1" },
+      stdio: "ignore",
+    });
+    const exited = new Promise((r) => child.once("exit", r));
+    let done = false;
+    void exited.then(() => {
+      done = true;
+    });
+    while (!done && !existsSync(join(b, "checkpoints", "step-2", "trainer_state.json")))
+      await new Promise((r) => setTimeout(r, 10));
+    child.kill("SIGKILL");
+    await exited;
+    assert.ok(!existsSync(join(b, "final")), "the run was killed before it finished");
+    const rb = ttrl(["train", "--out", b, "--resume"]);
+    assert.equal(rb.status, 0, rb.stderr);
+    const wa = readFileSync(join(a, "final", "model.safetensors"));
+    const wb = readFileSync(join(b, "final", "model.safetensors"));
+    assert.ok(wa.equals(wb), "final weights differ");
+    const log = readFileSync(join(b, "train_log.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l).step);
+    assert.deepEqual(log, [1, 2, 3, 4]);
+  });
+});
