@@ -1,4 +1,5 @@
 import { type Command, Option } from "commander";
+import { UsageError } from "../../util/errors.ts";
 
 export function register(program: Command): void {
   program
@@ -13,7 +14,7 @@ export function register(program: Command): void {
     .addOption(
       new Option("--preset <name>", "settings preset").choices(["default", "quick"]).default("default"),
     )
-    .requiredOption("--out <dir>", "run folder (re-running the same command skips finished stages)")
+    .option("--out <dir>", "run folder, required (re-running the same command skips finished stages)")
     .option("--force", "reuse a run folder made with another config (stages whose inputs changed run again)")
     .option("--print-config", "print the resolved config as YAML and exit")
     .addHelpText(
@@ -23,7 +24,7 @@ export function register(program: Command): void {
     .action(
       async (
         config: string | undefined,
-        o: { preset: "default" | "quick"; out: string; force?: boolean; printConfig?: boolean },
+        o: { preset: "default" | "quick"; out?: string; force?: boolean; printConfig?: boolean },
       ) => {
         const { loadExperimentConfig } = await import("../../experiment/config.ts");
         const cfg = loadExperimentConfig(config, o.preset);
@@ -32,6 +33,7 @@ export function register(program: Command): void {
           process.stdout.write(YAML.stringify(cfg));
           return;
         }
+        if (!o.out) throw new UsageError("--out DIR is required (the run folder)");
         const { runExperiment, formatSummary } = await import("../../experiment/index.ts");
         const { fmtTime } = await import("../../util/progress.ts");
         const r = await runExperiment({ config: cfg, out: o.out, force: o.force });
