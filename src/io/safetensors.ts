@@ -19,7 +19,7 @@ import { bytesToF32, DTYPE_SIZES, type DType, dtypeSize, f32ToBytes, isFloatDTyp
 /** Largest header accepted (the reference implementation's bound). */
 export const MAX_HEADER_BYTES = 100_000_000;
 /** Chunk size of positional reads and writes (a single read must stay below 2 GiB). */
-const IO_CHUNK = 1 << 30;
+const IO_CHUNK = 1 << 24;
 
 export interface TensorInfo {
   name: string;
@@ -51,13 +51,23 @@ async function readExactly(
   position: number,
   what: () => string,
 ): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    const want = Math.min(IO_CHUNK, length - done);
-    const { bytesRead } = await fh.read(buf, offset + done, want, position + done);
-    if (bytesRead === 0) throw new TtrlError(`${what()}: file ended early (read ${done} of ${length} bytes)`);
-    done += bytesRead;
+  // all pieces at once: the thread pool reads them while the main thread is busy computing
+  const pieces: Promise<void>[] = [];
+  for (let start = 0; start < length; start += IO_CHUNK) {
+    const end = Math.min(length, start + IO_CHUNK);
+    pieces.push(
+      (async () => {
+        let done = start;
+        while (done < end) {
+          const { bytesRead } = await fh.read(buf, offset + done, end - done, position + done);
+          if (bytesRead === 0)
+            throw new TtrlError(`${what()}: file ended early (${length} bytes wanted at offset ${position})`);
+          done += bytesRead;
+        }
+      })(),
+    );
   }
+  await Promise.all(pieces);
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -475,6 +485,7 @@ export class SafetensorsWriter {
   private next = 0;
   private pos: number;
   private done = false;
+  private readonly inflight = new Set<Promise<void>>();
 
   constructor(
     path: string,
@@ -529,11 +540,17 @@ export class SafetensorsWriter {
         `${this.path}: tensor ${JSON.stringify(name)}: ${bytes.byteLength} bytes, ${ti.dtype} ${fmtShape(ti.shape)} needs ${ti.end - ti.begin}`,
       );
     }
+    // the position is taken synchronously, so several writes may be in flight (they land in order on disk)
     this.next++;
     const pos = this.pos;
     this.pos += bytes.byteLength;
-    const fh = await this.handle();
-    await writeAll(fh, bytes, pos);
+    const p = this.handle().then((fh) => writeAll(fh, bytes, pos));
+    this.inflight.add(p);
+    try {
+      await p;
+    } finally {
+      this.inflight.delete(p);
+    }
   }
 
   /** Finish: every declared tensor must have been written; then the file is renamed into place. */
@@ -548,6 +565,7 @@ export class SafetensorsWriter {
     this.done = true;
     const fh = await this.handle();
     try {
+      await Promise.all(this.inflight);
       await fh.close();
       await fsp.rename(this.tmp, this.path);
     } catch (e) {
@@ -560,6 +578,7 @@ export class SafetensorsWriter {
   async abort(): Promise<void> {
     if (this.done) return;
     this.done = true;
+    await Promise.allSettled(this.inflight);
     if (this.fh) {
       try {
         await (await this.fh).close();
@@ -570,12 +589,20 @@ export class SafetensorsWriter {
 }
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const n = Math.min(IO_CHUNK, bytes.byteLength - done);
-    const { bytesWritten } = await fh.write(bytes, done, n, position + done);
-    done += bytesWritten;
+  const pieces: Promise<void>[] = [];
+  for (let start = 0; start < bytes.byteLength; start += IO_CHUNK) {
+    const end = Math.min(bytes.byteLength, start + IO_CHUNK);
+    pieces.push(
+      (async () => {
+        let done = start;
+        while (done < end) {
+          const { bytesWritten } = await fh.write(bytes, done, end - done, position + done);
+          done += bytesWritten;
+        }
+      })(),
+    );
   }
+  await Promise.all(pieces);
 }
 
 /** `model-00001-of-00003.safetensors` */
@@ -648,7 +675,23 @@ export class CheckpointWriter {
     this.totalSize = tensors.reduce((a, t) => a + numelOf(t.shape) * dtypeSize(t.dtype), 0);
   }
 
+  /**
+   * Write the next declared tensor. Calls may overlap (several tensors in flight); they are dispatched in
+   * call order, and a shard is closed only after all of its writes finished.
+   */
   async write(name: string, data: Float32Array | Uint8Array): Promise<void> {
+    const dispatched = this.queue.then(() => this.dispatch(name, data));
+    this.queue = dispatched.then(
+      () => {},
+      () => {},
+    );
+    const { done } = await dispatched;
+    await done;
+  }
+
+  private queue: Promise<void> = Promise.resolve();
+
+  private async dispatch(name: string, data: Float32Array | Uint8Array): Promise<{ done: Promise<void> }> {
     if (this.done) throw new TtrlError(`${this.dir}: checkpoint writer is closed`);
     while (!this.writer || this.inShard >= this.shards[this.shardIdx].tensors.length) {
       if (this.writer) await this.writer.close();
@@ -658,13 +701,16 @@ export class CheckpointWriter {
       this.writer = new SafetensorsWriter(join(this.dir, s.file), s.tensors, this.metadata);
       this.inShard = 0;
     }
-    await this.writer.write(name, data);
+    const done = this.writer.write(name, data);
+    done.catch(() => {}); // observed by the caller
     this.inShard++;
     this.written++;
+    return { done };
   }
 
   async close(): Promise<void> {
     if (this.done) return;
+    await this.queue;
     const all = this.shards.flatMap((s) => s.tensors);
     if (this.written !== all.length) {
       const missing = all[this.written].name;

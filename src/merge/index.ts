@@ -543,7 +543,7 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
   const pool = new BufferPool();
   const workers = new SlerpWorkers(opts.threads === undefined ? undefined : Math.max(0, opts.threads - 1));
   let pending: Promise<StoredTensor[]> | null = null;
-  let writing: Promise<void> = Promise.resolve();
+  const writing: Promise<void>[] = [];
   try {
     await fsp.mkdir(tmp, { recursive: true });
     writer = new CheckpointWriter(
@@ -560,13 +560,13 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
       for (const x of inputs) bytesRead += x.raw.byteLength;
       const result = await computeTensor(plan, t, inputs, rng, pool, workers);
       for (const x of inputs) pool.put(x.raw);
-      await writing;
-      const w = writer;
-      writing = w.write(t.name, result).then(() => pool.put(result));
+      // up to three tensors being written while the next ones are computed
+      if (writing.length >= 3) await writing.shift();
+      writing.push(writer.write(t.name, result).then(() => pool.put(result)));
       bytesWritten += result.byteLength;
       progress.tick(1);
     }
-    await writing;
+    await Promise.all(writing);
     await writer.close();
     progress.stop();
     // side files
@@ -591,7 +591,7 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
   } catch (e) {
     progress.stop();
     // let in-flight reads and writes settle (their errors are secondary to `e`)
-    await Promise.allSettled([pending, writing]);
+    await Promise.allSettled([pending, ...writing]);
     if (writer) await writer.abort().catch(() => {});
     await fsp.rm(tmp, { recursive: true, force: true });
     throw e;

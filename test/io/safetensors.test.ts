@@ -175,6 +175,32 @@ describe("SafetensorsWriter / saveCheckpoint round trips", () => {
     assert.deepEqual(sizes(planShards([t(5), t(5)], undefined)), [[5, 5]]);
   });
 
+  it("CheckpointWriter accepts overlapping writes across shard boundaries (dispatched in call order)", async () => {
+    const rng = new Rng(9);
+    const dir = tmp("overlap");
+    const ts = Array.from({ length: 9 }, (_, i) => ({
+      name: `t${i}`,
+      shape: [3 + i, 5],
+      data: randomF32(rng, (3 + i) * 5),
+    }));
+    const w = new CheckpointWriter(
+      dir,
+      ts.map((t) => ({ name: t.name, dtype: "F16" as const, shape: t.shape })),
+      { maxShardBytes: 120 },
+    );
+    await Promise.all(ts.map((t) => w.write(t.name, t.data)));
+    await w.close();
+    const ck = await Checkpoint.open(dir);
+    assert.ok(w.files.length > 2);
+    assert.deepEqual(
+      ck.names,
+      ts.map((t) => t.name),
+    );
+    for (const t of ts)
+      assert.deepEqual([...(await ck.readF32(t.name))], [...roundToDtypeInPlace(t.data.slice(), "F16")]);
+    await ck.close();
+  });
+
   it("CheckpointWriter streams and refuses to finish a partial checkpoint", async () => {
     const dir = tmp("cw");
     mkdirSync(dir);
