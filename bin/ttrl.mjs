@@ -14,3 +14,6 @@ for (let i = 2; i < argv.length; i++) {
 await import("../src/model/polyfills.ts");
 const { main } = await import("../src/cli/main.ts");
 await main(process.argv);
+// The engine's worker threads can keep the event loop alive after a command has finished (or failed): exit
+// explicitly. Long-running commands (serve) only return from main() once they have shut down.
+process.exit(process.exitCode ?? 0);
