@@ -440,3 +440,58 @@ describe("worker threads and seeded DARE", () => {
     assert.ok(!a.equals(c));
   });
 });
+
+describe("dtypes and tokenizer_source", () => {
+  it("dtype: bfloat16 rounds float32 inputs at load time (same result as merging pre-rounded bf16 inputs)", async () => {
+    const dir = join(root, `f32-${counter++}`);
+    mkdirSync(dir);
+    const rng = new Rng(11);
+    for (const m of ["model_a", "model_b"]) {
+      const ck = await Checkpoint.open(`${FIX}/${m}`);
+      const f32: { name: string; shape: number[]; data: Float32Array }[] = [];
+      for (const n of ck.names) {
+        const x = await ck.readF32(n);
+        for (let i = 0; i < x.length; i++) x[i] += rng.normal() * 1e-4; // off the bf16 grid
+        f32.push({ name: n, shape: ck.info(n).shape, data: x });
+      }
+      await ck.close();
+      for (const [suffix, dtype] of [
+        ["f32", "F32"],
+        ["bf16", "BF16"],
+      ] as const) {
+        const d = join(dir, `${m}_${suffix}`);
+        await saveCheckpoint(d, f32, { dtype });
+        cpSync(`${FIX}/${m}/config.json`, join(d, "config.json"));
+      }
+    }
+    const seed = readFileSync(`${FIX}/configs/seed_slerp.yml`, "utf8");
+    const outs: Buffer[] = [];
+    for (const suffix of ["f32", "bf16"]) {
+      const cfg = join(dir, `${suffix}.yml`);
+      writeFileSync(cfg, seed.replaceAll(/test\/fixtures\/merge\/(model_[ab])/g, `${dir}/$1_${suffix}`));
+      const out = join(dir, `out_${suffix}`);
+      await runMerge(cfg, { out, progress: false, copyTokenizer: false });
+      const ck = await Checkpoint.open(out);
+      assert.equal(ck.info("lm_head.weight").dtype, "BF16");
+      await ck.close();
+      outs.push(readFileSync(join(out, "model.safetensors")));
+    }
+    assert.ok(outs[0].equals(outs[1]));
+  });
+
+  it("tokenizer_source: a model path copies that model's tokenizer files", async () => {
+    const dir = join(root, `tok-${counter++}`);
+    mkdirSync(dir);
+    const other = join(dir, "tok_model");
+    cpSync(`${FIX}/model_c`, other, { recursive: true });
+    writeFileSync(join(other, "tokenizer_config.json"), '{"marker": "from model_c copy"}\n');
+    const cfg = join(dir, "c.yml");
+    writeFileSync(
+      cfg,
+      `${readFileSync(`${FIX}/configs/slerp_scalar.yml`, "utf8")}tokenizer_source: ${other}\n`,
+    );
+    const out = join(dir, "out");
+    await runMerge(cfg, { out, progress: false });
+    assert.match(readFileSync(join(out, "tokenizer_config.json"), "utf8"), /from model_c copy/);
+  });
+});
