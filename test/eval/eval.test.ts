@@ -79,6 +79,23 @@ describe("ttrl eval", () => {
     assert.ok(existsSync(join(tmp, "local", "greedy", "metrics.json")));
   });
 
+  it("sends chat templates as chat messages and matches the local chat rendering", async () => {
+    const common = { modelName: "tiny", model: "fake", data, k: 2, seed: 1, template: "chat-tr", limit: 3 };
+    const local = await runEval({ ...common, backend: localBackend(engine), out: join(tmp, "chat-local") });
+    const before = srv.stats.completionRequests;
+    const http = await runEval({
+      ...common,
+      backend: httpBackend({ endpoint: url, modelName: "tiny" }),
+      out: join(tmp, "chat-http"),
+    });
+    assert.equal(srv.stats.completionRequests - before, 6);
+    assert.deepEqual(
+      readJsonl(join(tmp, "chat-http", "generations.jsonl")),
+      readJsonl(join(tmp, "chat-local", "generations.jsonl")),
+    );
+    assert.deepEqual(http.metrics, local.metrics);
+  });
+
   it("resumes from its cache without regenerating finished samples", async () => {
     // A server whose engine dies after 10 sequences: the eval fails clearly, keeping what finished.
     let budget = 10;
