@@ -16,7 +16,7 @@ export interface Diff {
 
 const scratchU = new Uint32Array(1);
 const scratchF = new Float32Array(scratchU.buffer);
-function valueOf(bits: number, width: 16 | 32): number {
+function floatOf(bits: number, width: 16 | 32): number {
   scratchU[0] = width === 16 ? bits << 16 : bits;
   return scratchF[0];
 }
@@ -60,7 +60,7 @@ export async function compareCheckpoints(
         if (va[i] !== vb[i]) {
           differing++;
           const steps = Math.abs(ordered(va[i], width) - ordered(vb[i], width));
-          const abs = Math.abs(valueOf(va[i], width) - valueOf(vb[i], width));
+          const abs = Math.abs(floatOf(va[i], width) - floatOf(vb[i], width));
           maxSteps = Math.max(maxSteps, steps);
           maxAbs = Math.max(maxAbs, abs);
           if (steps > 2) {
@@ -69,7 +69,7 @@ export async function compareCheckpoints(
           }
         }
       }
-      if (differing) for (let i = 0; i < vb.length; i++) sq += valueOf(vb[i], width) ** 2;
+      if (differing) for (let i = 0; i < vb.length; i++) sq += floatOf(vb[i], width) ** 2;
       const rms = Math.sqrt(sq / Math.max(1, vb.length));
       diffs.push({
         name,
