@@ -25,6 +25,10 @@ export function engineLogprobs(model: Model, temperature = 1): Policy["logprobs"
 
 export function enginePolicy(model: Model, opts: { temperature?: number } = {}): Policy {
   const tok = model.tokenizer;
+  // The tokenizer library rejects decoding an empty list, which generate does when a completion's first
+  // token is EOS; an empty completion is a valid (zero-reward) sample.
+  const decode = tok.decode.bind(tok);
+  tok.decode = (ids, o) => (ids.length === 0 ? "" : decode(ids, o));
   return {
     tokenizer: tok,
     maxContext: model.config.maxPositionEmbeddings,
