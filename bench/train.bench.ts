@@ -56,7 +56,7 @@ async function workerTrain(
     ) as unknown as [JA, P];
     await l.data();
     const n = await globalNorm(g);
-    params = opt.step(params, g, 1e-4, clipCoefficient(n, 1));
+    params = await opt.step(params, g, 1e-4, clipCoefficient(n, 1));
     await params[Object.keys(params)[0]].ref.data();
   };
   const tc = performance.now();

@@ -563,7 +563,7 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
           klSum += (await aux.klSum.data())[0];
           lowSum += (await aux.lowSum.data())[0];
           highSum += (await aux.highSum.data())[0];
-          acc.add(grads);
+          await acc.add(grads);
         }
         const grads = acc.count > 0 ? acc.take() : zerosLike(params);
         gradNorm = await globalNorm(grads);
@@ -580,7 +580,7 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
           warmupSteps: c.warmup_steps,
           warmupRatio: c.warmup_ratio,
         });
-        params = opt.step(params, grads, lr, clipCoefficient(gradNorm, c.max_grad_norm));
+        params = await opt.step(params, grads, lr, clipCoefficient(gradNorm, c.max_grad_norm));
       }
       const tUpdate = (performance.now() - t2) / 1000;
       const wall = (performance.now() - tStep) / 1000;

@@ -7,7 +7,7 @@
  * Ownership: jax-js arrays are reference-counted and every call consumes its arguments. `AdamW.step`
  * consumes `params` and `grads` and returns new params; the optimizer owns its moment buffers.
  */
-import { type Array as JArray, jit, numpy as np, tree } from "@jax-js/jax";
+import { blockUntilReady, type Array as JArray, jit, numpy as np, tree } from "@jax-js/jax";
 
 export type Params = Record<string, JArray>;
 
@@ -74,9 +74,9 @@ export class AdamW {
 
   /**
    * One AdamW update with learning rate `lr`; gradients are multiplied by `clipCoef` first (see
-   * `clipCoefficient`). Consumes params and grads, returns the new params.
+   * `clipCoefficient`). Consumes params and grads, resolves to the new params (computed).
    */
-  step(params: Params, grads: Params, lr: number, clipCoef = 1): Params {
+  async step(params: Params, grads: Params, lr: number, clipCoef = 1): Promise<Params> {
     this.t += 1;
     const bc1 = 1 - this.beta1 ** this.t;
     const bc2 = 1 - this.beta2 ** this.t;
@@ -90,6 +90,8 @@ export class AdamW {
     const out = this.update(params, grads, this.m, this.v, s) as { p: Params; m: Params; v: Params };
     this.m = out.m;
     this.v = out.v;
+    // jax-js evaluates lazily: realise the new state now, or pending work keeps old buffers alive.
+    await blockUntilReady(out);
     return out.p;
   }
 
@@ -158,10 +160,14 @@ const addTrees = jit((a: Params, b: Params) => {
 export class GradAccumulator {
   private sum: Params | null = null;
   count = 0;
-  /** Consumes `grads`. */
-  add(grads: Params): void {
+  /**
+   * Consumes `grads`. Resolves once the running sum is computed: jax-js is lazy, and an unevaluated chain
+   * of additions would keep every micro-batch's gradients alive (Wasm memory grows until it runs out).
+   */
+  async add(grads: Params): Promise<void> {
     this.sum = this.sum === null ? grads : (addTrees(this.sum, grads) as Params);
     this.count += 1;
+    await blockUntilReady(this.sum);
   }
   /** The summed gradients (ownership passes to the caller); resets the accumulator. */
   take(): Params {

@@ -205,7 +205,7 @@ export async function trainSft(
           np.array(1 / Math.max(1, tokens)),
         ) as unknown as [JArray, Params];
         lossSum += (await l.data())[0];
-        acc.add(g);
+        await acc.add(g);
       }
       const grads = acc.take();
       const norm = await globalNorm(grads);
@@ -221,7 +221,7 @@ export async function trainSft(
         totalSteps: steps,
         warmupRatio: c.warmup_ratio,
       });
-      params = opt.step(params, grads, lr, clipCoefficient(norm, c.max_grad_norm));
+      params = await opt.step(params, grads, lr, clipCoefficient(norm, c.max_grad_norm));
       const wall = (performance.now() - t0) / 1000;
       const entry = {
         step: step + 1,

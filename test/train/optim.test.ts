@@ -53,7 +53,7 @@ describe("AdamW", () => {
   it("first step matches the hand-computed formula", async () => {
     // p = 1, g = 0.5, lr = 0.1, wd = 0.01: m̂ = 0.5, v̂ = 0.25, update = 0.1 * 0.5 / (0.5 + 1e-8)
     const opt = new AdamW({ w: np.array([1]) }, { weightDecay: 0.01 });
-    const out = opt.step({ w: np.array([1]) }, { w: np.array([0.5]) }, 0.1);
+    const out = await opt.step({ w: np.array([1]) }, { w: np.array([0.5]) }, 0.1);
     const [w] = (await read(out)).w;
     const expected = 1 * (1 - 0.1 * 0.01) - (0.1 * 0.5) / (0.5 + 1e-8);
     assert.ok(Math.abs(w - expected) < 1e-6, `${w} vs ${expected}`);
@@ -73,9 +73,8 @@ describe("AdamW", () => {
           const lrs = grads.map((_, i) => 0.01 * (i + 1));
           const opt = new AdamW({ w: np.zeros([3]) }, { weightDecay: wd, beta2: 0.99 });
           let params: Params = { w: np.array(new Float32Array(p0)) };
-          grads.forEach((g, i) => {
-            params = opt.step(params, { w: np.array(new Float32Array(g)) }, lrs[i]);
-          });
+          for (let i = 0; i < grads.length; i++)
+            params = await opt.step(params, { w: np.array(new Float32Array(grads[i])) }, lrs[i]);
           const got = (await read(params)).w;
           const want = adamwRef(
             p0.map((x) => Math.fround(x)),
@@ -102,13 +101,13 @@ describe("AdamW", () => {
     });
     const o1 = mk();
     let p1: Params = { a: np.ones([2, 2]), b: np.ones([3]) };
-    p1 = o1.step(p1, g(), 0.01);
+    p1 = await o1.step(p1, g(), 0.01);
     const state = await o1.getState();
     const o2 = mk();
     o2.setState(structuredClone(state));
     let p2: Params = { a: np.array((await read(p1)).a).reshape([2, 2]), b: np.array((await read(p1)).b) };
-    p1 = o1.step(p1, g(), 0.01);
-    p2 = o2.step(p2, g(), 0.01);
+    p1 = await o1.step(p1, g(), 0.01);
+    p2 = await o2.step(p2, g(), 0.01);
     assert.deepEqual(await read(p1), await read(p2));
     assert.equal(o2.t, 2);
   });
@@ -124,7 +123,7 @@ describe("clipping and accumulation", () => {
     // clipping inside the step: lr 1, one step with clip c equals a step with gradient c*g (Adam is scale
     // invariant up to eps, so check via a zero-moment comparison on the momentum instead)
     const opt = new AdamW({ a: np.zeros([2]), b: np.zeros([1, 1]) });
-    opt.step({ a: np.zeros([2]), b: np.zeros([1, 1]) }, g, 0.1, 0.2);
+    await opt.step({ a: np.zeros([2]), b: np.zeros([1, 1]) }, g, 0.1, 0.2);
     const st = await opt.getState();
     const ia = st.names.indexOf("a");
     assert.ok(Math.abs(st.m[ia][0] - 0.1 * 3 * 0.2) < 1e-6);
@@ -132,8 +131,8 @@ describe("clipping and accumulation", () => {
 
   it("accumulator sums gradients", async () => {
     const acc = new GradAccumulator();
-    acc.add({ w: np.array([1, 2]) });
-    acc.add({ w: np.array([0.5, -1]) });
+    await acc.add({ w: np.array([1, 2]) });
+    await acc.add({ w: np.array([0.5, -1]) });
     assert.equal(acc.count, 2);
     assert.deepEqual((await read(acc.take())).w, [1.5, 1]);
   });
