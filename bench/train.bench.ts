@@ -125,9 +125,7 @@ async function workerGrpo(
   });
   const pick = (k: string) => res.log.map((e) => e[k] as number);
   return {
-    step_s: res.log.map(
-      (e) => (e["time/sampling"] as number) + (e["time/reference"] as number) + (e["time/update"] as number),
-    ),
+    step_s: pick("time/step"),
     sampling_s: pick("time/sampling"),
     reference_s: pick("time/reference"),
     update_s: pick("time/update"),

@@ -618,6 +618,7 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
       entry["time/sampling"] = tSampling;
       entry["time/reference"] = tReference;
       entry["time/update"] = tUpdate;
+      entry["time/step"] = wall;
       entry.prompt_ids = idx.map((i) => o.rows[i].id);
       appendFileSync(logPath, `${JSON.stringify(entry)}\n`);
       log.push(entry);
