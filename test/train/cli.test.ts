@@ -78,6 +78,23 @@ describe("ttrl train: bad input fails before work starts", () => {
     assert.equal(b.status, 2);
     assert.match(b.stderr, /epsilon must be ≥ 0/);
     assert.ok(!existsSync(join(root, "x")));
+    const yml = join(root, "train.yml");
+    writeFileSync(yml, "num_generations: 4\nnope: 1\n");
+    const c = ttrl([
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--reward",
+      "majority",
+      "--out",
+      join(root, "x"),
+      "--config",
+      yml,
+    ]);
+    assert.equal(c.status, 2);
+    assert.match(c.stderr, /train\.yml: unknown setting "nope"/);
   });
   it("accuracy on unlabeled rows names the first such row; missing model and empty data are clear errors", () => {
     const a = ttrl([

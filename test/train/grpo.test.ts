@@ -435,6 +435,22 @@ describe("bad input fails before training", () => {
       /x\.yml: unknown setting "nope"/,
     );
   });
+  it("settings: defaults < config file < flags, with values coerced from YAML and flag strings", () => {
+    const c = resolveGrpoConfig([
+      { where: "train.yml", values: { num_generations: 4, temperature: 0.7, stop: ["</x>"], beta: 0.04 } },
+      { where: "command line", values: { "num-generations": "6", mask_truncated_completions: "true" } },
+    ]);
+    assert.equal(c.num_generations, 6);
+    assert.equal(c.temperature, 0.7);
+    assert.deepEqual(c.stop, ["</x>"]);
+    assert.equal(c.beta, 0.04);
+    assert.equal(c.mask_truncated_completions, true);
+    assert.equal(c.epsilon, 0.2);
+    assert.throws(
+      () => resolveGrpoConfig([{ where: "train.yml", values: { num_generations: "many" } }]),
+      /train\.yml: num_generations must be an integer/,
+    );
+  });
   it("defaults follow TRL's GRPOConfig", () => {
     const d = GRPO_DEFAULTS;
     assert.equal(d.num_generations, 8);
