@@ -14,9 +14,12 @@ export type Params = Record<string, JArray>;
 export const ONE_HOT_EMBED_MAX_VOCAB = 8192;
 
 function linear(x: JArray, w: JArray, b?: JArray): JArray {
-  // w is [out, in] (HF layout).
-  const y = np.matmul(x, w.transpose([1, 0]));
-  return b ? y.add(b) : y;
+  // w is [out, in] (HF layout). Flatten leading dims: 2-D matmuls get jax-js's tiled kernel.
+  const lead = x.shape.slice(0, -1);
+  const n = lead.reduce((a, c) => a * c, 1);
+  const y = np.matmul(x.reshape([n, x.shape[x.ndim - 1]]), w.transpose([1, 0]));
+  const out = (b ? y.add(b) : y).reshape([...lead, w.shape[0]]);
+  return out;
 }
 
 function rmsNorm(x: JArray, w: JArray, eps: number): JArray {
@@ -41,16 +44,27 @@ function rope(x: JArray, cos: JArray, sin: JArray, headDim: number): JArray {
   return np.concatenate([a, b], -1);
 }
 
-/** cos/sin tables for integer positions `pos` (any shape S): returns [...S, 1, D/2] each (float32). */
-export function ropeTables(config: ModelConfig, pos: JArray): [JArray, JArray] {
+/**
+ * cos/sin RoPE tables computed in JS for integer positions: each [n, 1, D/2] (float32), as transformers
+ * computes them (angle = float32(pos * inv_freq), then cos/sin). Computing them outside the graph keeps jit
+ * from fusing (and recomputing) the trigonometry into every kernel that reads the rotated keys.
+ */
+export function ropeTablesJs(config: ModelConfig, positions: ArrayLike<number>): [JArray, JArray] {
   const inv = ropeInvFreq(config);
-  const invArr = np.array(Float32Array.from(inv));
-  const ang = pos
-    .astype(np.float32)
-    .reshape([...pos.shape, 1, 1])
-    .mul(invArr);
-  return [np.cos(ang.ref), np.sin(ang)];
+  const half = inv.length;
+  const n = positions.length;
+  const c = new Float32Array(n * half);
+  const s = new Float32Array(n * half);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < half; j++) {
+      const ang = Math.fround(positions[i] * inv[j]);
+      c[i * half + j] = Math.cos(ang);
+      s[i * half + j] = Math.sin(ang);
+    }
+  return [np.array(c).reshape([n, 1, half]), np.array(s).reshape([n, 1, half])];
 }
+
+const range = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
 
 function embed(params: Params, config: ModelConfig, ids: JArray, differentiable: boolean): JArray {
   const w = params["model.embed_tokens.weight"].ref;
@@ -132,6 +146,27 @@ function decoder(
   return rmsNorm(h, params["model.norm.weight"].ref, eps);
 }
 
+/**
+ * Causal grouped-query attention over a whole sequence with batched matmuls (faster on the Wasm backend
+ * than nn.dotProductAttention's repeat + einsum). q [B,T,H,D], k/v [B,T,K,D] → [B,T,H,D].
+ */
+function causalAttention(q: JArray, k: JArray, v: JArray, config: ModelConfig): JArray {
+  const [B, T, H, D] = q.shape;
+  const K = config.numKvHeads;
+  const G = H / K;
+  const qg = q
+    .transpose([0, 2, 1, 3])
+    .reshape([B, K, G * T, D])
+    .mul(1 / Math.sqrt(D));
+  const kt = k.transpose([0, 2, 3, 1]); // [B,K,D,T]
+  const vt = v.transpose([0, 2, 1, 3]); // [B,K,T,D]
+  const scores = np.matmul(qg, kt).reshape([B, K, G, T, T]);
+  const causal = np.tri(T, T, 0, { dtype: np.bool });
+  const probs = nn.softmax(np.where(causal, scores, Number.NEGATIVE_INFINITY), -1).reshape([B, K, G * T, T]);
+  const o = np.matmul(probs, vt).reshape([B, K, G, T, D]); // head h = k*G + g
+  return o.transpose([0, 3, 1, 2, 4]).reshape([B, T, H, D]);
+}
+
 /** Full causal forward: ids int32 [B,T] → logits f32 [B,T,V]. Consumes params and ids. */
 export function forwardLogits(
   params: Params,
@@ -140,14 +175,14 @@ export function forwardLogits(
   differentiable = false,
 ): JArray {
   const T = ids.shape[1];
-  const [cos, sin] = ropeTables(config, np.arange(0, T, 1, { dtype: np.int32 }));
+  const [cos, sin] = ropeTablesJs(config, range(T));
   const h = decoder(
     params,
     config,
     ids,
     cos,
     sin,
-    { attend: (_l, q, k, v) => nn.dotProductAttention(q, k, v, { isCausal: true }) },
+    { attend: (_l, q, k, v) => causalAttention(q, k, v, config) },
     differentiable,
   );
   const logits = np.matmul(h, lmHeadWeight(params, config).transpose([1, 0]));
@@ -173,7 +208,7 @@ export function tokenLogprobs(
 
 export type StepOut = { logits: JArray; cache: KvCache };
 
-/** KV cache: one [B, Tmax, Hkv, D] array per layer for keys and for values. */
+/** KV cache: one [B, Hkv, Tmax, D] array per layer for keys and for values. */
 export type KvCache = {
   k: JArray[];
   v: JArray[];
@@ -191,13 +226,14 @@ export function prefill(
   tmax: number,
 ): StepOut {
   const [B, P] = ids.shape;
-  const [cos, sin] = ropeTables(config, np.arange(0, P, 1, { dtype: np.int32 }));
+  const [cos, sin] = ropeTablesJs(config, range(P));
   const cache: KvCache = { k: [], v: [] };
+  // Cache layout [B, Hkv, Tmax, D]: decode attention is then batched matmuls.
   const padTo = (x: JArray) =>
-    np.pad(x, [
+    np.pad(x.transpose([0, 2, 1, 3]), [
+      [0, 0],
       [0, 0],
       [0, tmax - P],
-      [0, 0],
       [0, 0],
     ]);
   const h = decoder(
@@ -210,7 +246,7 @@ export function prefill(
       attend: (_l, q, k, v) => {
         cache.k.push(padTo(k.ref));
         cache.v.push(padTo(v.ref));
-        return nn.dotProductAttention(q, k, v, { isCausal: true });
+        return causalAttention(q, k, v, config);
       },
     },
     false,
@@ -224,24 +260,40 @@ export function prefill(
 }
 
 /**
- * One decoding step: tokens int32 [B] at positions pos int32 [B] → next-token logits [B,V] and the updated
- * cache (the new key/value written at each row's own position). Consumes its arrays.
+ * One decoding step with a two-level KV cache: `cache` ([B, Hkv, Tmax, D] per layer, read-only here) holds
+ * each row's positions < base[b]; `recent` ([B, Hkv, W, D]) holds the positions base[b] .. base[b]+slot,
+ * and this step writes its key/value into slot `slot` (int32 [B], the same for every row). Rewriting the
+ * whole cache every step costs more than the attention itself on the Wasm backend, so `flushRecent` moves
+ * a full block of W steps into the cache once every W steps.
+ * tokens/pos int32 [B]; cos/sin: `ropeTablesJs(config, pos)` reshaped to [B, 1, 1, D/2].
+ * Returns next-token logits [B,V] and the updated recent buffer. Consumes its arrays (pass
+ * `tree.ref(cache)` to keep the cache).
  */
 export function decodeStep(
   params: Params,
   config: ModelConfig,
   cache: KvCache,
+  recent: KvCache,
   tokens: JArray,
-  pos: JArray,
-): StepOut {
+  base: JArray,
+  slot: JArray,
+  cos: JArray,
+  sin: JArray,
+): { logits: JArray; recent: KvCache } {
   const B = tokens.shape[0];
-  const tmax = cache.k[0].shape[1];
-  const [cos, sin] = ropeTables(config, pos.ref.reshape([B, 1]));
-  const t = np.arange(0, tmax, 1, { dtype: np.int32 }).reshape([1, tmax]);
-  const p2 = pos.reshape([B, 1]);
-  const write = t.ref.equal(p2.ref).reshape([B, tmax, 1, 1]);
-  const mask = t.lessEqual(p2).reshape([B, 1, 1, tmax]);
+  const { numKvHeads: K, numHeads: H, headDim: D } = config;
+  const G = H / K;
+  const tmax = cache.k[0].shape[2];
+  const W = recent.k[0].shape[2];
+  const tj = np.arange(0, tmax, 1, { dtype: np.int32 }).reshape([1, 1, 1, tmax]);
+  const cacheMask = tj.less(base.reshape([B, 1, 1, 1]));
+  const wi = np.arange(0, W, 1, { dtype: np.int32 });
+  const sl = slot.reshape([B, 1, 1, 1]);
+  const write = wi.ref.reshape([1, 1, W, 1]).equal(sl.ref);
+  const recentMask = wi.reshape([1, 1, 1, W]).lessEqual(sl);
+  const scale = 1 / Math.sqrt(D);
   const out: KvCache = { k: [], v: [] };
+  const neg = Number.NEGATIVE_INFINITY;
   const h = decoder(
     params,
     config,
@@ -250,18 +302,50 @@ export function decodeStep(
     sin,
     {
       attend: (l, q, k, v) => {
-        const kc = np.where(write.ref, k, cache.k[l]);
-        const vc = np.where(write.ref, v, cache.v[l]);
-        out.k.push(kc.ref);
-        out.v.push(vc.ref);
-        return nn.dotProductAttention(q, kc, vc, { mask: mask.ref });
+        // q [B,1,H,D] → [B,K,G,D] (HF's repeat_kv: query head n reads kv head floor(n / G)).
+        const rk = np.where(write.ref, k.reshape([B, K, 1, D]), recent.k[l]);
+        const rv = np.where(write.ref, v.reshape([B, K, 1, D]), recent.v[l]);
+        out.k.push(rk.ref);
+        out.v.push(rv.ref);
+        const qg = q.reshape([B, K, G, D]).mul(scale);
+        const s1 = np.where(cacheMask.ref, np.matmul(qg.ref, cache.k[l].transpose([0, 1, 3, 2])), neg);
+        const s2 = np.where(recentMask.ref, np.matmul(qg, rk.transpose([0, 1, 3, 2])), neg);
+        const m = np.maximum(s1.ref.max(-1, { keepdims: true }), s2.ref.max(-1, { keepdims: true }));
+        const e1 = np.exp(s1.sub(m.ref));
+        const e2 = np.exp(s2.sub(m));
+        const z = e1.ref.sum(-1, { keepdims: true }).add(e2.ref.sum(-1, { keepdims: true }));
+        const o = np.matmul(e1, cache.v[l]).add(np.matmul(e2, rv)).div(z);
+        return o.reshape([B, 1, H, D]);
       },
     },
     false,
   );
   write.dispose();
-  mask.dispose();
+  cacheMask.dispose();
+  recentMask.dispose();
   const logits = np.matmul(h.reshape([B, config.hiddenSize]), lmHeadWeight(params, config).transpose([1, 0]));
   tree.dispose(params);
-  return { logits, cache: out };
+  return { logits, recent: out };
+}
+
+/** Move a full recent block (positions base[b] .. base[b]+W-1) into the cache. Consumes its arrays. */
+export function flushRecent(cache: KvCache, recent: KvCache, base: JArray): KvCache {
+  const [B, , tmax] = cache.k[0].shape;
+  const W = recent.k[0].shape[2];
+  const idx = np
+    .arange(0, tmax, 1, { dtype: np.int32 })
+    .reshape([1, tmax])
+    .sub(base.reshape([B, 1])); // [B,T]
+  const inRange = idx.ref.greaterEqual(0).mul(idx.ref.less(W)); // [B,T] bool
+  const sel = nn.oneHot(np.clip(idx, 0, W - 1), W).mul(inRange.ref.astype(np.float32).reshape([B, tmax, 1]));
+  const selB = sel.reshape([B, 1, tmax, W]);
+  const mask = inRange.reshape([B, 1, tmax, 1]);
+  const put = (c: JArray, r: JArray) => np.where(mask.ref, np.matmul(selB.ref, r), c);
+  const out: KvCache = {
+    k: cache.k.map((c, l) => put(c, recent.k[l])),
+    v: cache.v.map((c, l) => put(c, recent.v[l])),
+  };
+  selB.dispose();
+  mask.dispose();
+  return out;
 }

@@ -16,10 +16,12 @@ import { Rng } from "../util/rng.ts";
 import { expectedParams, type ModelConfig, parseConfig } from "./config.ts";
 import {
   decodeStep,
+  flushRecent,
   forwardLogits,
   type KvCache,
   type Params,
   prefill,
+  ropeTablesJs,
   type StepOut,
   tokenLogprobs,
 } from "./forward.ts";
@@ -216,7 +218,19 @@ export async function saveModel(
 interface Compiled {
   logprobs: OwnedFunction<(p: Params, ids: JArray, tg: JArray) => JArray>;
   prefill: Map<number, OwnedFunction<(p: Params, ids: JArray, last: JArray) => StepOut>>;
-  step: OwnedFunction<(p: Params, c: KvCache, tok: JArray, pos: JArray) => StepOut>;
+  step: OwnedFunction<
+    (
+      p: Params,
+      c: KvCache,
+      r: KvCache,
+      tok: JArray,
+      base: JArray,
+      slot: JArray,
+      cos: JArray,
+      sin: JArray,
+    ) => { logits: JArray; recent: KvCache }
+  >;
+  flush: OwnedFunction<(c: KvCache, r: KvCache, base: JArray) => KvCache>;
 }
 
 const compiled = new WeakMap<Model, Compiled>();
@@ -228,7 +242,19 @@ function compiledFor(model: Model): Compiled {
   const c: Compiled = {
     logprobs: jit((p: Params, ids: JArray, tg: JArray) => tokenLogprobs(p, cfg, ids, tg)),
     prefill: new Map(),
-    step: jit((p: Params, cache: KvCache, tok: JArray, pos: JArray) => decodeStep(p, cfg, cache, tok, pos)),
+    step: jit(
+      (
+        p: Params,
+        c: KvCache,
+        r: KvCache,
+        tok: JArray,
+        base: JArray,
+        slot: JArray,
+        cos: JArray,
+        sin: JArray,
+      ) => decodeStep(p, cfg, c, r, tok, base, slot, cos, sin),
+    ),
+    flush: jit((c: KvCache, r: KvCache, base: JArray) => flushRecent(c, r, base)),
   };
   compiled.set(model, c);
   return c;
@@ -243,6 +269,9 @@ function prefillFn(model: Model, tmax: number) {
   c.prefill.set(tmax, f);
   return f;
 }
+
+/** Decoding steps buffered before they are written into the KV cache (see decodeStep). */
+const RECENT = 16;
 
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
 /** Batch-size buckets, so jit compiles a few shapes only. */
@@ -429,7 +458,11 @@ async function generateBatch(
   );
   let logits: JArray | null = pre.logits;
   let cache = pre.cache;
-  const step = compiledFor(model).step;
+  const { numKvHeads: K, headDim: D, numLayers: L } = cfg;
+  const zeros = () => np.zeros([B, K, RECENT, D]);
+  let recent: KvCache = { k: Array.from({ length: L }, zeros), v: Array.from({ length: L }, zeros) };
+  const { step, flush } = compiledFor(model);
+  const half = D / 2;
   let sampled = 0;
   try {
     for (let s = 0; ; s++) {
@@ -441,7 +474,6 @@ async function generateBatch(
       let active = 0;
       for (let r = 0; r < n; r++) {
         const g = gens[r];
-        pos[r] = lens[r] + s;
         if (g.finish) continue;
         const { token, logprob } = sampleRow(data, r * V, V, params, rngs[r], scratch);
         g.tokens.push(token);
@@ -458,18 +490,36 @@ async function generateBatch(
       }
       progress(sampled);
       if (active === 0) break;
+      // Step s feeds the token sampled last at position len + s; the cache holds positions < len + s - slot.
+      const slot = s % RECENT;
+      const base = new Int32Array(B);
+      for (let r = 0; r < B; r++) {
+        const len = r < n ? lens[r] : 1;
+        pos[r] = len + s;
+        base[r] = len + s - slot;
+      }
+      if (slot === 0 && s > 0) {
+        const prev = base.map((x) => x - RECENT);
+        cache = flush(cache, tree.ref(recent), np.array(prev, { dtype: np.int32 }));
+      }
+      const [cos, sin] = ropeTablesJs(cfg, pos);
       const r = step(
         tree.ref(model.params),
-        cache,
+        tree.ref(cache),
+        recent,
         np.array(next, { dtype: np.int32 }),
-        np.array(pos, { dtype: np.int32 }),
+        np.array(base, { dtype: np.int32 }),
+        np.array(new Int32Array(B).fill(slot), { dtype: np.int32 }),
+        cos.reshape([B, 1, 1, half]),
+        sin.reshape([B, 1, 1, half]),
       );
       logits = r.logits;
-      cache = r.cache;
+      recent = r.recent;
     }
   } finally {
     logits?.dispose();
     tree.dispose(cache);
+    tree.dispose(recent);
   }
   return gens.map((g) => {
     let text = tok.decode(g.finish === "eos" ? g.tokens.slice(0, -1) : g.tokens, { skipSpecialTokens: true });
