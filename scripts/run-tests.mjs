@@ -28,7 +28,7 @@ if (files.some((f) => f.includes("report"))) {
 }
 const r = spawnSync(
   process.execPath,
-  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...files],
+  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-force-exit", "--test-concurrency=2", ...files],
   { stdio: "inherit", env: { ...process.env, TTRL_QUIET: "1" } },
 );
 process.exit(r.status ?? 1);

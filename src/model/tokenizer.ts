@@ -94,6 +94,7 @@ export function tokenizerFromJson(
       return hf.encode(text, { add_special_tokens: o?.addSpecialTokens ?? true }).ids;
     },
     decode(ids, o) {
+      if (ids.length === 0) return ""; // @huggingface/tokenizers rejects an empty array
       return hf.decode(ids, { skip_special_tokens: o?.skipSpecialTokens ?? true });
     },
     applyChatTemplate(messages, o) {
