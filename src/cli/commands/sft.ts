@@ -128,35 +128,22 @@ export function register(program: Command): void {
       const rows = await readSftRows(cfg.data);
       const { initRuntime, runtimeThreads } = await import("../../model/runtime.ts");
       await initRuntime(o.threads ? { threads: o.threads } : undefined);
-      try {
-        const { loadPolicy } = await import("../../train/engine.ts");
-        const { policy } = await loadPolicy(cfg.model);
-        const { trainSft } = await import("../../train/sft.ts");
-        const t0 = performance.now();
-        const res = await trainSft({
-          policy,
-          rows,
-          config: cfg,
-          outDir: o.out,
-          dataFile: cfg.data,
-          resume: Boolean(o.resume),
-        });
-        const secs = (performance.now() - t0) / 1000;
-        const last = res.log[res.log.length - 1];
-        process.stderr.write(
-          `sft: ${res.steps} steps (${res.log.length} in this run) on ${rows.length} rows in ${secs.toFixed(1)} s, ${runtimeThreads()} thread(s); final loss ${last ? (last.loss as number).toFixed(4) : "-"}\nfinal model: ${o.out}/final\n`,
-        );
-      } finally {
-        releaseWorkersAtExit(runtimeThreads());
-      }
+      const { loadPolicy } = await import("../../train/engine.ts");
+      const { policy } = await loadPolicy(cfg.model);
+      const { trainSft } = await import("../../train/sft.ts");
+      const t0 = performance.now();
+      const res = await trainSft({
+        policy,
+        rows,
+        config: cfg,
+        outDir: o.out,
+        dataFile: cfg.data,
+        resume: Boolean(o.resume),
+      });
+      const secs = (performance.now() - t0) / 1000;
+      const last = res.log[res.log.length - 1];
+      process.stderr.write(
+        `sft: ${res.steps} steps (${res.log.length} in this run) on ${rows.length} rows in ${secs.toFixed(1)} s, ${runtimeThreads()} thread(s); final loss ${last ? (last.loss as number).toFixed(4) : "-"}\nfinal model: ${o.out}/final\n`,
+      );
     });
-}
-
-/**
- * Work-around: with more than one engine thread, the engine's worker pool keeps Node running after the
- * command has finished (seen with every command on engine commit 2cac7b2). Exit shortly after the work is
- * done; the timer is unref'd, so it never delays a process that would exit anyway.
- */
-function releaseWorkersAtExit(threads: number): void {
-  if (threads > 1) setTimeout(() => process.exit(), 250).unref();
 }

@@ -90,36 +90,23 @@ Examples:
     const rows = await readTrainRows(cfg.data);
     const { initRuntime, runtimeThreads } = await import("../../model/runtime.ts");
     await initRuntime(cfg.threads > 0 ? { threads: cfg.threads } : undefined);
-    try {
-      const { loadPolicy } = await import("../../train/engine.ts");
-      const { policy } = await loadPolicy(cfg.model, { temperature: cfg.temperature });
-      const { trainGrpo } = await import("../../train/grpo.ts");
-      const t0 = performance.now();
-      const res = await trainGrpo({
-        policy,
-        rows,
-        config: cfg,
-        outDir: out,
-        dataFile: cfg.data,
-        resume: Boolean(o.resume),
-      });
-      const secs = (performance.now() - t0) / 1000;
-      const last = res.log[res.log.length - 1] ?? {};
-      const f = (k: string) => (typeof last[k] === "number" ? (last[k] as number).toFixed(3) : "-");
-      process.stderr.write(
-        `trained ${res.steps} steps (${res.log.length} in this run) on ${rows.length} rows with reward ${cfg.reward} in ${secs.toFixed(1)} s, ${runtimeThreads()} thread(s); last step: reward ${f("reward")}, accuracy_reward ${f("accuracy_reward")}, majority_ratio ${f("majority_ratio")}\nfinal model: ${res.finalDir}\n`,
-      );
-    } finally {
-      releaseWorkersAtExit(runtimeThreads());
-    }
+    const { loadPolicy } = await import("../../train/engine.ts");
+    const { policy } = await loadPolicy(cfg.model, { temperature: cfg.temperature });
+    const { trainGrpo } = await import("../../train/grpo.ts");
+    const t0 = performance.now();
+    const res = await trainGrpo({
+      policy,
+      rows,
+      config: cfg,
+      outDir: out,
+      dataFile: cfg.data,
+      resume: Boolean(o.resume),
+    });
+    const secs = (performance.now() - t0) / 1000;
+    const last = res.log[res.log.length - 1] ?? {};
+    const f = (k: string) => (typeof last[k] === "number" ? (last[k] as number).toFixed(3) : "-");
+    process.stderr.write(
+      `trained ${res.steps} steps (${res.log.length} in this run) on ${rows.length} rows with reward ${cfg.reward} in ${secs.toFixed(1)} s, ${runtimeThreads()} thread(s); last step: reward ${f("reward")}, accuracy_reward ${f("accuracy_reward")}, majority_ratio ${f("majority_ratio")}\nfinal model: ${res.finalDir}\n`,
+    );
   });
-}
-
-/**
- * Work-around: with more than one engine thread, the engine's worker pool keeps Node running after the
- * command has finished (seen with every command on engine commit 2cac7b2). Exit shortly after the work is
- * done; the timer is unref'd, so it never delays a process that would exit anyway.
- */
-function releaseWorkersAtExit(threads: number): void {
-  if (threads > 1) setTimeout(() => process.exit(), 250).unref();
 }
