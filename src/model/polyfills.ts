@@ -179,18 +179,6 @@ function installPolyfills(threads: number): void {
   if (threads > 1 && typeof g.Worker === "undefined") g.Worker = BlobWorker;
 }
 
-/**
- * Wasm relaxed SIMD (fused multiply-add in jax-js's matmul kernels, found by feature probe) is shipped in
- * Node >= 22 and behind a flag in Node 20. The flag must be set before the first Wasm module compiles; it
- * only changes the rounding of a*b+c (fused vs not), far below the tolerances ttrl relies on. Set
- * TTRL_NO_RELAXED_SIMD=1 to keep it off.
- */
-function enableRelaxedSimd(): void {
-  if (process.env.TTRL_NO_RELAXED_SIMD) return;
-  const major = Number(process.versions.node.split(".")[0]);
-  if (major === 20) setFlagsFromString("--experimental-wasm-relaxed-simd");
-}
-
 /** The thread count the polyfills were installed for (the jax-js worker-pool size, or 1). */
 export const POOL_THREADS: number = (() => {
   const g = globalThis as Record<string, unknown>;
