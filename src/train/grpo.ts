@@ -26,7 +26,14 @@ import { createProgress } from "../util/progress.ts";
 import { hashString, Rng } from "../util/rng.ts";
 import { bucketLength, type PackedBatch, packSequences, type SeqSpec } from "./batch.ts";
 import { type GrpoConfig, type LossType, rewardFuncs, type ScaleRewards } from "./config.ts";
-import { AdamW, clipCoefficient, GradAccumulator, globalNorm, learningRate, type Params } from "./optim.ts";
+import {
+  adamwFromSettings,
+  clipCoefficient,
+  GradAccumulator,
+  globalNorm,
+  learningRate,
+  type Params,
+} from "./optim.ts";
 import type { Policy, Sample } from "./policy.ts";
 import {
   latestCheckpoint,
@@ -330,12 +337,7 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
   const genPath = join(o.outDir, "generations.jsonl");
 
   let params = policy.params;
-  const opt = new AdamW(params, {
-    beta1: c.adam_beta1,
-    beta2: c.adam_beta2,
-    eps: c.adam_epsilon,
-    weightDecay: c.weight_decay,
-  });
+  const opt = adamwFromSettings(params, c);
   let start = 0;
   let refParams: Params | null = null;
   if (c.beta !== 0) refParams = o.refParams ?? tree.ref(params);

@@ -224,3 +224,16 @@ export function learningRate(step: number, opts: ScheduleOptions): number {
   }
   return opts.lr * f;
 }
+
+/** AdamW from TRL/transformers-named settings (`adam_beta1`, `adam_beta2`, `adam_epsilon`, `weight_decay`). */
+export function adamwFromSettings(
+  params: ConstructorParameters<typeof AdamW>[0],
+  c: { adam_beta1: number; adam_beta2: number; adam_epsilon: number; weight_decay: number },
+): AdamW {
+  return new AdamW(params, {
+    beta1: c.adam_beta1,
+    beta2: c.adam_beta2,
+    eps: c.adam_epsilon,
+    weightDecay: c.weight_decay,
+  });
+}

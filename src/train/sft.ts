@@ -15,7 +15,7 @@ import { createProgress } from "../util/progress.ts";
 import { bucketLength, packSequences, type SeqSpec } from "./batch.ts";
 import { DataOrder, fitMicroBatch } from "./grpo.ts";
 import {
-  AdamW,
+  adamwFromSettings,
   clipCoefficient,
   GradAccumulator,
   globalNorm,
@@ -145,12 +145,7 @@ export async function trainSft(
   const logPath = join(o.outDir, "train_log.jsonl");
 
   let params = policy.params;
-  const opt = new AdamW(params, {
-    beta1: c.adam_beta1,
-    beta2: c.adam_beta2,
-    eps: c.adam_epsilon,
-    weightDecay: c.weight_decay,
-  });
+  const opt = adamwFromSettings(params, c);
   let start = 0;
   const ck = o.resume ? latestCheckpoint(o.outDir) : null;
   if (ck) {
