@@ -103,14 +103,25 @@ interface LlmFlags {
   cache?: string;
 }
 
-function addLlmOptions(cmd: Command): Command {
+/**
+ * The OpenAI-compatible client options shared by translate, extract and build. `build` needs `--model` only
+ * when it runs an LLM step, so there it is optional.
+ */
+function addLlmOptions(cmd: Command, opts: { modelRequired?: boolean; cacheHelp?: string } = {}): Command {
+  const modelRequired = opts.modelRequired !== false;
+  const model = new Option(
+    "--model <name>",
+    modelRequired
+      ? "model name on that server"
+      : "model name on that server (needed with --translate/--extract-answers)",
+  ).makeOptionMandatory(modelRequired);
   return cmd
     .option(
       "--base-url <url>",
       "OpenAI-compatible API base URL (key from OPENAI_API_KEY; none needed on localhost)",
       process.env.OPENAI_BASE_URL ?? "https://api.openai.com/v1",
     )
-    .requiredOption("--model <name>", "model name on that server")
+    .addOption(model)
     .option("--concurrency <n>", "requests in flight", parseIntOption("--concurrency", 1, 256), 8)
     .option("--timeout <s>", "per-request timeout in seconds", parseFloatOption("--timeout", 0.001), 60)
     .option(
@@ -120,7 +131,7 @@ function addLlmOptions(cmd: Command): Command {
       6,
     )
     .option("--temperature <t>", "sampling temperature", parseFloatOption("--temperature", 0, 2), 0)
-    .option("--cache <file>", "LLM reply cache (JSONL); default beside the output");
+    .option("--cache <file>", opts.cacheHelp ?? "LLM reply cache (JSONL); default beside the output");
 }
 
 function llmConfig(f: LlmFlags, defaultCache: string): LlmConfig {
@@ -302,50 +313,36 @@ export function register(program: Command): void {
       .requiredOption("--out <dir>", "output folder"),
   );
   // LLM options, but --model only required when an LLM step is asked for.
-  build
-    .option(
-      "--base-url <url>",
-      "OpenAI-compatible API base URL (key from OPENAI_API_KEY; none needed on localhost)",
-      process.env.OPENAI_BASE_URL ?? "https://api.openai.com/v1",
-    )
-    .option("--model <name>", "model name on that server (needed with --translate/--extract-answers)")
-    .option("--concurrency <n>", "requests in flight", parseIntOption("--concurrency", 1, 256), 8)
-    .option("--timeout <s>", "per-request timeout in seconds", parseFloatOption("--timeout", 0.001), 60)
-    .option(
-      "--max-retries <n>",
-      "retries per request (429/5xx/timeouts)",
-      parseIntOption("--max-retries", 0),
-      6,
-    )
-    .option("--temperature <t>", "sampling temperature", parseFloatOption("--temperature", 0, 2), 0)
-    .option("--cache <file>", "LLM reply cache (default OUT/llm-cache.jsonl)")
-    .action(async (f: ImportFlags & Partial<LlmFlags> & Record<string, any>) => {
-      const needLlm = Boolean(f.translate || f.extractAnswers);
-      if (needLlm && !f.model)
-        throw new UsageError("--model is required with --translate or --extract-answers");
-      const cache = f.cache ?? join(f.out, "llm-cache.jsonl");
-      try {
-        const s = await buildDataset({
-          from: f.from,
-          out: f.out,
-          import: importOpts(f),
-          sample: f.sample,
-          seed: f.seed,
-          translate: f.translate,
-          extractAnswers: Boolean(f.extractAnswers),
-          integersOnly: Boolean(f.integersOnly),
-          digitsOnly: Boolean(f.digitsOnly),
-          split: f.split,
-          concurrency: f.concurrency,
-          translatePrompt: f.translatePrompt ? loadPromptFile(f.translatePrompt) : undefined,
-          extractPrompt: f.extractPrompt ? loadPromptFile(f.extractPrompt) : undefined,
-          llm: needLlm ? llmConfig(f as LlmFlags, cache) : undefined,
-        });
-        say(`${formatBuildSummary(s)}\nwrote ${f.out}`);
-      } catch (e) {
-        resumeHint(e, needLlm ? cache : undefined);
-      }
-    });
+  addLlmOptions(build, {
+    modelRequired: false,
+    cacheHelp: "LLM reply cache (default OUT/llm-cache.jsonl)",
+  }).action(async (f: ImportFlags & Partial<LlmFlags> & Record<string, any>) => {
+    const needLlm = Boolean(f.translate || f.extractAnswers);
+    if (needLlm && !f.model)
+      throw new UsageError("--model is required with --translate or --extract-answers");
+    const cache = f.cache ?? join(f.out, "llm-cache.jsonl");
+    try {
+      const s = await buildDataset({
+        from: f.from,
+        out: f.out,
+        import: importOpts(f),
+        sample: f.sample,
+        seed: f.seed,
+        translate: f.translate,
+        extractAnswers: Boolean(f.extractAnswers),
+        integersOnly: Boolean(f.integersOnly),
+        digitsOnly: Boolean(f.digitsOnly),
+        split: f.split,
+        concurrency: f.concurrency,
+        translatePrompt: f.translatePrompt ? loadPromptFile(f.translatePrompt) : undefined,
+        extractPrompt: f.extractPrompt ? loadPromptFile(f.extractPrompt) : undefined,
+        llm: needLlm ? llmConfig(f as LlmFlags, cache) : undefined,
+      });
+      say(`${formatBuildSummary(s)}\nwrote ${f.out}`);
+    } catch (e) {
+      resumeHint(e, needLlm ? cache : undefined);
+    }
+  });
 
   data
     .command("synth")
