@@ -805,11 +805,37 @@ export interface SynthOptions {
   exclude?: Set<string>;
   /** id prefix (default `synth-<lang>-s<seed>`). */
   idPrefix?: string;
+  /**
+   * Share (0–1) of solutions written in a looser layout than the strict one (see {@link looseSolution}),
+   * for warm-up sets of a base model that should not always follow the format. 0 (default) leaves the
+   * output byte-identical to a set made without the option.
+   */
+  looseFormat?: number;
 }
 
 export function solutionText(steps: string[], answer: string, lang: Lang): string {
   const [r, a] = lang === "tr" ? ["mantık", "cevap"] : ["reasoning", "answer"];
   return `<${r}>\n${steps.join("\n")}\n</${r}>\n<${a}>\n${answer}\n</${a}>`;
+}
+
+/** The loose layouts of {@link looseSolution}, in the order they are drawn. */
+export const LOOSE_LAYOUTS = ["no-reasoning-tags", "plain-answer", "leading-text"] as const;
+export type LooseLayout = (typeof LOOSE_LAYOUTS)[number];
+
+/**
+ * A worked solution in a looser layout. `no-reasoning-tags`: the steps without the reasoning tags, then
+ * the answer tags (strict extraction rejects it, flexible finds the answer); `plain-answer`: the reasoning
+ * tags, then "Cevap: N" / "Answer: N" without answer tags (both modes reject it); `leading-text`: a short
+ * heading, then the strict layout (strict rejects it, flexible finds the answer). None puts text after the
+ * closing answer tag, where generation stops.
+ */
+export function looseSolution(steps: string[], answer: string, lang: Lang, layout: LooseLayout): string {
+  const [r, a] = lang === "tr" ? ["mantık", "cevap"] : ["reasoning", "answer"];
+  const body = steps.join("\n");
+  if (layout === "no-reasoning-tags") return `${body}\n<${a}>\n${answer}\n</${a}>`;
+  if (layout === "plain-answer")
+    return `<${r}>\n${body}\n</${r}>\n${lang === "tr" ? "Cevap" : "Answer"}: ${answer}`;
+  return `${lang === "tr" ? "Çözüm" : "Solution"}:\n${solutionText(steps, answer, lang)}`;
 }
 
 export interface SynthStats {
@@ -818,6 +844,8 @@ export interface SynthStats {
   byOps: Record<string, number>;
   byLevel: Record<string, number>;
   byTemplate: Record<string, number>;
+  /** Solutions written in each loose layout (only with looseFormat > 0). */
+  byLayout: Record<string, number>;
 }
 
 /** Generate n distinct problems; deterministic in (options, seed). */
@@ -849,7 +877,18 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
   const width = Math.max(4, String(opts.n).length);
   const seen = new Set<string>();
   const rows: DataRow[] = [];
-  const stats: SynthStats = { attempts: 0, rejected: {}, byOps: {}, byLevel: {}, byTemplate: {} };
+  const loose = opts.looseFormat ?? 0;
+  if (!(loose >= 0 && loose <= 1)) throw new UsageError(`--loose-format must be in [0, 1], got ${loose}`);
+  // A separate stream, so that looseFormat = 0 draws nothing from it and leaves the output unchanged.
+  const layoutRng = new Rng(opts.seed).fork(`synth/${lang}/layout`);
+  const stats: SynthStats = {
+    attempts: 0,
+    rejected: {},
+    byOps: {},
+    byLevel: {},
+    byTemplate: {},
+    byLayout: {},
+  };
   const reject = (why: string) => {
     stats.rejected[why] = (stats.rejected[why] ?? 0) + 1;
   };
@@ -891,11 +930,17 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
       continue;
     }
     seen.add(out.q);
+    let written = solution;
+    if (loose > 0 && layoutRng.next() < loose) {
+      const layout = LOOSE_LAYOUTS[layoutRng.int(LOOSE_LAYOUTS.length)];
+      written = looseSolution(out.steps, answer, lang, layout);
+      stats.byLayout[layout] = (stats.byLayout[layout] ?? 0) + 1;
+    }
     rows.push({
       id: `${prefix}-${String(rows.length + 1).padStart(width, "0")}`,
       question: out.q,
       answer: String(out.answer),
-      solution,
+      solution: written,
       source: `synth-${lang}`,
       meta: { template: tmpl.name, ops: tmpl.ops, level },
     });
@@ -907,4 +952,49 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
     inc(stats.byTemplate, tmpl.name);
   }
   return { rows, stats };
+}
+
+/** An arithmetic drill row for supervised warm-up: `{id, text}`, trained on every token by `ttrl sft`. */
+export interface DrillRow {
+  id: string;
+  text: string;
+}
+
+/**
+ * Arithmetic drills: the worked steps ("12*3=36", "1.250+36=1.286") of freshly generated problems with
+ * the same language, operation counts, levels and templates, `linesPerRow` steps per row, so a small
+ * model sees many more sums and products per token than full word problems give it. Deterministic in
+ * (options, seed); draws from its own stream, so adding drills never changes the problems.
+ */
+export function synthesizeDrills(opts: SynthOptions, n: number, linesPerRow = 8): DrillRow[] {
+  const ops = opts.ops ?? [1, 2, 3];
+  const levels = opts.levels ?? [1, 2, 3];
+  const pool = T.filter((t) => ops.includes(t.ops) && (!opts.templates || opts.templates.includes(t.name)));
+  if (pool.length === 0) throw new UsageError("no template matches --ops/--templates");
+  const rng = new Rng(opts.seed).fork(`synth/${opts.lang}/drills`);
+  const prefix = `${opts.idPrefix ?? `synth-${opts.lang}-s${opts.seed}`}-drill`;
+  const width = Math.max(4, String(n).length);
+  const rows: DrillRow[] = [];
+  let lines: string[] = [];
+  let misses = 0;
+  while (rows.length < n) {
+    const tmpl = pool[rng.int(pool.length)];
+    const out = tmpl.gen(new G(rng, opts.lang, levels[rng.int(levels.length)]));
+    if (!out || !Number.isSafeInteger(out.answer) || out.answer < 0) {
+      if (++misses > 1000 + n * 200) throw new UsageError("could not make drills for these --ops/--levels");
+      continue;
+    }
+    for (const st of out.steps) {
+      lines.push(st);
+      if (lines.length === linesPerRow) {
+        rows.push({
+          id: `${prefix}-${String(rows.length + 1).padStart(width, "0")}`,
+          text: lines.join("\n"),
+        });
+        lines = [];
+        if (rows.length === n) break;
+      }
+    }
+  }
+  return rows;
 }

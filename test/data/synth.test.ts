@@ -7,7 +7,15 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { extractAnswer, parseLocaleNumber } from "../../src/answers/index.ts";
 import { loadRows, rowToJson } from "../../src/data/schema.ts";
-import { formatInt, synthesize, TEMPLATE_NAMES, trDative, trGenitive } from "../../src/data/synth.ts";
+import {
+  formatInt,
+  LOOSE_LAYOUTS,
+  synthesize,
+  synthesizeDrills,
+  TEMPLATE_NAMES,
+  trDative,
+  trGenitive,
+} from "../../src/data/synth.ts";
 
 const cli = (args: string[]) =>
   spawnSync(process.execPath, ["--import", "tsx", "test/data/cli-runner.ts", "data", ...args], {
@@ -169,6 +177,98 @@ describe("data synth", () => {
     assert.equal(sft.length, 4000);
     const testQ = new Set(loadRows("data/tr-math/test.jsonl").rows.map((x) => x.question));
     assert.equal(sft.filter((x) => testQ.has(x.question)).length, 0);
+  });
+
+  it("--loose-format writes that share of solutions in loose layouts, graded as intended", () => {
+    const base = synthesize({ lang: "tr", n: 600, seed: 9 }).rows;
+    // 0 leaves the set byte-identical.
+    const zero = synthesize({ lang: "tr", n: 600, seed: 9, looseFormat: 0 }).rows;
+    assert.equal(zero.map(rowToJson).join("\n"), base.map(rowToJson).join("\n"));
+    const { rows, stats } = synthesize({ lang: "tr", n: 600, seed: 9, looseFormat: 0.3 });
+    // Same problems and answers; only the layout of some solutions changes.
+    assert.deepEqual(
+      rows.map((r) => [r.id, r.question, r.answer]),
+      base.map((r) => [r.id, r.question, r.answer]),
+    );
+    let loose = 0;
+    const seen = new Set<string>();
+    for (let i = 0; i < rows.length; i++) {
+      const s = rows[i].solution!;
+      const strict = extractAnswer(s, "strict", { format: "mantik-cevap", locale: "tr-TR" });
+      const flex = extractAnswer(s, "flexible", { format: "mantik-cevap", locale: "tr-TR" });
+      if (s === base[i].solution) {
+        assert.deepEqual(strict, { valid: true, answer: rows[i].answer });
+        continue;
+      }
+      loose++;
+      assert.equal(strict.valid, false, s);
+      if (s.includes("</cevap>")) {
+        seen.add(s.startsWith("Çözüm:") ? "leading-text" : "no-reasoning-tags");
+        assert.deepEqual(flex, { valid: true, answer: rows[i].answer }, s);
+      } else {
+        seen.add("plain-answer");
+        assert.match(
+          s,
+          new RegExp(`\\nCevap: ${formatInt(Number(rows[i].answer), "tr").replace(/\./g, "\\.")}$`),
+        );
+        assert.equal(flex.valid, false, s);
+      }
+    }
+    assert.deepEqual([...seen].sort(), [...LOOSE_LAYOUTS].sort());
+    assert.equal(
+      Object.values(stats.byLayout).reduce((a, b) => a + b, 0),
+      loose,
+    );
+    assert.ok(loose > 0.3 * 600 - 45 && loose < 0.3 * 600 + 45, `loose share ${loose}/600`);
+    assert.throws(() => synthesize({ lang: "tr", n: 5, seed: 1, looseFormat: 1.5 }), /--loose-format/);
+  });
+
+  it("drills are correct arithmetic steps, deterministic, and mixed into a file by the CLI", () => {
+    const d = synthesizeDrills({ lang: "tr", n: 0, seed: 3, levels: [1, 2], ops: [1, 2] }, 50);
+    assert.equal(d.length, 50);
+    assert.deepEqual(synthesizeDrills({ lang: "tr", n: 0, seed: 3, levels: [1, 2], ops: [1, 2] }, 50), d);
+    assert.equal(new Set(d.map((r) => r.id)).size, 50);
+    for (const r of d) {
+      const lines = r.text.split("\n");
+      assert.equal(lines.length, 8);
+      for (const line of lines) {
+        const [expr, res] = line.split("=");
+        assert.equal(evalLine(expr, "tr-TR"), Number(parseLocaleNumber(res, "tr-TR")), line);
+      }
+    }
+    const dir = mkdtempSync(join(tmpdir(), "ttrl-drills-"));
+    const args = ["synth", "--n", "40", "--seed", "4", "--levels", "1", "--drills", "10", "--out"];
+    const r = cli([...args, join(dir, "a.jsonl")]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(cli([...args, join(dir, "b.jsonl")]).status, 0);
+    const text = readFileSync(join(dir, "a.jsonl"), "utf8");
+    assert.equal(text, readFileSync(join(dir, "b.jsonl"), "utf8"));
+    const lines = text
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.equal(lines.length, 50);
+    assert.equal(lines.filter((x) => typeof x.text === "string").length, 10);
+    assert.equal(lines.filter((x) => typeof x.question === "string").length, 40);
+    assert.ok(
+      lines.slice(0, 40).some((x) => x.text),
+      "drills are interleaved, not appended",
+    );
+    const bad = cli([
+      "synth",
+      "--n",
+      "40",
+      "--seed",
+      "4",
+      "--drills",
+      "10",
+      "--split",
+      "30:10",
+      "--out",
+      dir,
+    ]);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--drills .* without --split/);
   });
 
   it("rejects bad options with usage errors", () => {

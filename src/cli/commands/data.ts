@@ -7,9 +7,11 @@ import { importFile, PRESETS, type Preset } from "../../data/import.ts";
 import { LlmClient, type LlmConfig, RunStoppedError } from "../../data/llm.ts";
 import { extractRows, loadPromptFile, type StepResult, translateRows } from "../../data/llmsteps.ts";
 import { filterRows, parseSplitSpec, sampleRows, splitRows } from "../../data/ops.ts";
-import { loadRows, writeRows } from "../../data/schema.ts";
-import { LANGS, type Lang, synthesize } from "../../data/synth.ts";
+import { loadRows, rowToJson, writeRows } from "../../data/schema.ts";
+import { LANGS, type Lang, synthesize, synthesizeDrills } from "../../data/synth.ts";
+import { writeFileAtomic } from "../../io/atomic.ts";
 import { TtrlError, UsageError } from "../../util/errors.ts";
+import { Rng } from "../../util/rng.ts";
 import { parseChoice, parseFloatOption, parseIntList, parseIntOption } from "../options.ts";
 
 function parseExtractor(v: string): Extractor {
@@ -364,7 +366,21 @@ export function register(program: Command): void {
     .option("--max-solution-chars <n>", "longest solution", parseIntOption("--max-solution-chars", 20), 120)
     .option("--exclude <file>", "never produce a question of this dataset (repeatable)", collect, [])
     .option("--id-prefix <p>", "id prefix (default synth-LANG-sSEED)")
+    .option(
+      "--loose-format <p>",
+      "share of solutions in a looser layout (no reasoning tags, untagged answer, trailing text) for base-model warm-ups",
+      parseFloatOption("--loose-format", 0, 1),
+      0,
+    )
+    .option(
+      "--drills <k>",
+      'also write k arithmetic-drill rows {"id","text"} (8 worked steps each) mixed into the output, for `ttrl sft`',
+      parseIntOption("--drills", 0, 10_000_000),
+      0,
+    )
     .action(async (f: Record<string, any>) => {
+      if (f.drills > 0 && f.split)
+        throw new UsageError("--drills makes an SFT warm-up file: use it without --split");
       const exclude = new Set<string>();
       for (const file of f.exclude as string[]) for (const r of loadRows(file).rows) exclude.add(r.question);
       const spec = f.split ? parseSplitSpec(f.split) : null;
@@ -379,8 +395,10 @@ export function register(program: Command): void {
         maxSolutionChars: f.maxSolutionChars,
         exclude,
         idPrefix: f.idPrefix,
+        looseFormat: f.looseFormat,
       });
       const lines = [`generated: ${rows.length} (attempts ${stats.attempts})`];
+      if (f.looseFormat > 0) lines.push(`loose layouts: ${JSON.stringify(stats.byLayout)}`);
       lines.push(`by operations: ${JSON.stringify(stats.byOps)}, by level: ${JSON.stringify(stats.byLevel)}`);
       if (exclude.size)
         lines.push(
@@ -395,7 +413,26 @@ export function register(program: Command): void {
         if (s.unused) lines.push(`not in any split: ${s.unused}`);
       } else {
         const file = String(f.out).endsWith(".jsonl") ? f.out : join(f.out, "data.jsonl");
-        await writeRows(file, rows);
+        if (f.drills > 0) {
+          const lang = f.lang as Lang;
+          const drills = synthesizeDrills(
+            {
+              lang,
+              n: f.n,
+              seed: f.seed,
+              ops: f.ops,
+              levels: f.levels,
+              idPrefix: f.idPrefix,
+              templates: f.templates ? String(f.templates).split(",") : undefined,
+            },
+            f.drills,
+          );
+          // Problems and drills interleaved in a seeded order (the SFT data order is shuffled again).
+          const all: string[] = [...rows.map((r) => rowToJson(r)), ...drills.map((d) => JSON.stringify(d))];
+          new Rng(f.seed).fork("synth/mix").shuffle(all);
+          await writeFileAtomic(file, all.map((l) => `${l}\n`).join(""));
+          lines.push(`drill rows: ${drills.length}`);
+        } else await writeRows(file, rows);
         lines.push(`wrote ${file}`);
       }
       say(lines.join("\n"));
