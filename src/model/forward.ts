@@ -10,9 +10,6 @@ import { type ModelConfig, ropeInvFreq } from "./config.ts";
 
 export type Params = Record<string, JArray>;
 
-/** Vocabularies up to this size embed by one-hot matmul (differentiable under jit(grad)); larger ones gather. */
-export const ONE_HOT_EMBED_MAX_VOCAB = 8192;
-
 function linear(x: JArray, w: JArray, b?: JArray): JArray {
   // w is [out, in] (HF layout). Flatten leading dims: 2-D matmuls get jax-js's tiled kernel.
   const lead = x.shape.slice(0, -1);
@@ -66,11 +63,13 @@ export function ropeTablesJs(config: ModelConfig, positions: ArrayLike<number>):
 
 const range = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
 
-function embed(params: Params, config: ModelConfig, ids: JArray, differentiable: boolean): JArray {
-  const w = params["model.embed_tokens.weight"].ref;
-  if (differentiable && config.vocabSize <= ONE_HOT_EMBED_MAX_VOCAB)
-    return np.matmul(nn.oneHot(ids, config.vocabSize), w);
-  return np.take(w, ids, 0);
+/**
+ * Token embedding by gather. Its gradient is a scatter-add of the materialised hidden-state gradient; the
+ * one-hot matmul used before (oneHot(ids) @ W) made jit fuse the whole RMSNorm backward into the weight
+ * gradient's reduction and recompute it once per vocabulary entry (~45% of a tiny model's training step).
+ */
+function embed(params: Params, ids: JArray): JArray {
+  return np.take(params["model.embed_tokens.weight"].ref, ids, 0);
 }
 
 function lmHeadWeight(params: Params, config: ModelConfig): JArray {
@@ -95,11 +94,10 @@ function decoder(
   cos: JArray,
   sin: JArray,
   io: AttnIO,
-  differentiable: boolean,
 ): JArray {
   const [B, T] = ids.shape;
   const { numHeads: H, numKvHeads: K, headDim: D, rmsNormEps: eps } = config;
-  let h = embed(params, config, ids, differentiable);
+  let h = embed(params, ids);
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}`;
     const x = rmsNorm(h.ref, params[`${p}.input_layernorm.weight`].ref, eps);
@@ -167,24 +165,21 @@ function causalAttention(q: JArray, k: JArray, v: JArray, config: ModelConfig): 
   return o.transpose([0, 3, 1, 2, 4]).reshape([B, T, H, D]);
 }
 
-/** Full causal forward: ids int32 [B,T] → logits f32 [B,T,V]. Consumes params and ids. */
+/**
+ * Full causal forward: ids int32 [B,T] → logits f32 [B,T,V]. Consumes params and ids. Differentiable
+ * under jit(valueAndGrad) (the last argument is kept for callers; every path is differentiable).
+ */
 export function forwardLogits(
   params: Params,
   config: ModelConfig,
   ids: JArray,
-  differentiable = false,
+  _differentiable = false,
 ): JArray {
   const T = ids.shape[1];
   const [cos, sin] = ropeTablesJs(config, range(T));
-  const h = decoder(
-    params,
-    config,
-    ids,
-    cos,
-    sin,
-    { attend: (_l, q, k, v) => causalAttention(q, k, v, config) },
-    differentiable,
-  );
+  const h = decoder(params, config, ids, cos, sin, {
+    attend: (_l, q, k, v) => causalAttention(q, k, v, config),
+  });
   const logits = np.matmul(h, lmHeadWeight(params, config).transpose([1, 0]));
   tree.dispose(params);
   return logits;
@@ -236,21 +231,13 @@ export function prefill(
       [0, tmax - P],
       [0, 0],
     ]);
-  const h = decoder(
-    params,
-    config,
-    ids,
-    cos,
-    sin,
-    {
-      attend: (_l, q, k, v) => {
-        cache.k.push(padTo(k.ref));
-        cache.v.push(padTo(v.ref));
-        return causalAttention(q, k, v, config);
-      },
+  const h = decoder(params, config, ids, cos, sin, {
+    attend: (_l, q, k, v) => {
+      cache.k.push(padTo(k.ref));
+      cache.v.push(padTo(v.ref));
+      return causalAttention(q, k, v, config);
     },
-    false,
-  );
+  });
   // Pick each row's last prompt position: sum over P of h * onehot(last).
   const sel = nn.oneHot(last, P).reshape([B, P, 1]);
   const hl = h.mul(sel).sum(1); // [B, d]
@@ -294,32 +281,24 @@ export function decodeStep(
   const scale = 1 / Math.sqrt(D);
   const out: KvCache = { k: [], v: [] };
   const neg = Number.NEGATIVE_INFINITY;
-  const h = decoder(
-    params,
-    config,
-    tokens.reshape([B, 1]),
-    cos,
-    sin,
-    {
-      attend: (l, q, k, v) => {
-        // q [B,1,H,D] → [B,K,G,D] (HF's repeat_kv: query head n reads kv head floor(n / G)).
-        const rk = np.where(write.ref, k.reshape([B, K, 1, D]), recent.k[l]);
-        const rv = np.where(write.ref, v.reshape([B, K, 1, D]), recent.v[l]);
-        out.k.push(rk.ref);
-        out.v.push(rv.ref);
-        const qg = q.reshape([B, K, G, D]).mul(scale);
-        const s1 = np.where(cacheMask.ref, np.matmul(qg.ref, cache.k[l].transpose([0, 1, 3, 2])), neg);
-        const s2 = np.where(recentMask.ref, np.matmul(qg, rk.transpose([0, 1, 3, 2])), neg);
-        const m = np.maximum(s1.ref.max(-1, { keepdims: true }), s2.ref.max(-1, { keepdims: true }));
-        const e1 = np.exp(s1.sub(m.ref));
-        const e2 = np.exp(s2.sub(m));
-        const z = e1.ref.sum(-1, { keepdims: true }).add(e2.ref.sum(-1, { keepdims: true }));
-        const o = np.matmul(e1, cache.v[l]).add(np.matmul(e2, rv)).div(z);
-        return o.reshape([B, 1, H, D]);
-      },
+  const h = decoder(params, config, tokens.reshape([B, 1]), cos, sin, {
+    attend: (l, q, k, v) => {
+      // q [B,1,H,D] → [B,K,G,D] (HF's repeat_kv: query head n reads kv head floor(n / G)).
+      const rk = np.where(write.ref, k.reshape([B, K, 1, D]), recent.k[l]);
+      const rv = np.where(write.ref, v.reshape([B, K, 1, D]), recent.v[l]);
+      out.k.push(rk.ref);
+      out.v.push(rv.ref);
+      const qg = q.reshape([B, K, G, D]).mul(scale);
+      const s1 = np.where(cacheMask.ref, np.matmul(qg.ref, cache.k[l].transpose([0, 1, 3, 2])), neg);
+      const s2 = np.where(recentMask.ref, np.matmul(qg, rk.transpose([0, 1, 3, 2])), neg);
+      const m = np.maximum(s1.ref.max(-1, { keepdims: true }), s2.ref.max(-1, { keepdims: true }));
+      const e1 = np.exp(s1.sub(m.ref));
+      const e2 = np.exp(s2.sub(m));
+      const z = e1.ref.sum(-1, { keepdims: true }).add(e2.ref.sum(-1, { keepdims: true }));
+      const o = np.matmul(e1, cache.v[l]).add(np.matmul(e2, rv)).div(z);
+      return o.reshape([B, 1, H, D]);
     },
-    false,
-  );
+  });
   write.dispose();
   cacheMask.dispose();
   recentMask.dispose();
