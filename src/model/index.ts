@@ -231,6 +231,8 @@ interface Compiled {
     ) => { logits: JArray; recent: KvCache }
   >;
   flush: OwnedFunction<(c: KvCache, r: KvCache, base: JArray) => KvCache>;
+  /** Rows of a prefill's logits and cache picked by `rows` (int32 [B]). */
+  expand: OwnedFunction<(o: StepOut, rows: JArray) => StepOut>;
 }
 
 const compiled = new WeakMap<Model, Compiled>();
@@ -255,6 +257,15 @@ function compiledFor(model: Model): Compiled {
       ) => decodeStep(p, cfg, c, r, tok, base, slot, cos, sin),
     ),
     flush: jit((c: KvCache, r: KvCache, base: JArray) => flushRecent(c, r, base)),
+    expand: jit((o: StepOut, rows: JArray) => {
+      const pick = (x: JArray) => np.take(x, rows.ref, 0);
+      const out: StepOut = {
+        logits: pick(o.logits),
+        cache: { k: o.cache.k.map(pick), v: o.cache.v.map(pick) },
+      };
+      rows.dispose();
+      return out;
+    }),
   };
   compiled.set(model, c);
   return c;
@@ -426,9 +437,26 @@ async function generateBatch(
   const maxP = Math.max(...lens);
   const P = Math.min(roundUp(maxP, 16), cfg.maxPositionEmbeddings);
   const tmax = Math.min(roundUp(maxP + opts.maxNewTokens, 32), roundUp(cfg.maxPositionEmbeddings, 32));
-  const ids = new Int32Array(B * P).fill(tok.padTokenId);
-  const last = new Int32Array(B);
+  // Identical prompts (GRPO's N samples per question, eval's k samples) are prefilled once; their rows
+  // of the KV cache and first logits are then copied to every row that starts from them.
+  const uniq = new Map<string, number>();
+  const rowOf = new Int32Array(B);
+  const firstRow: number[] = [];
   idx.forEach((pi, r) => {
+    const key = prompts[pi].join(",");
+    let u = uniq.get(key);
+    if (u === undefined) {
+      u = firstRow.length;
+      uniq.set(key, u);
+      firstRow.push(pi);
+    }
+    rowOf[r] = u;
+  });
+  const dedup = firstRow.length < n;
+  const Bp = dedup ? batchBucket(firstRow.length) : B;
+  const ids = new Int32Array(Bp * P).fill(tok.padTokenId);
+  const last = new Int32Array(Bp);
+  (dedup ? firstRow : idx).forEach((pi, r) => {
     ids.set(prompts[pi], r * P);
     last[r] = prompts[pi].length - 1;
   });
@@ -451,11 +479,12 @@ async function generateBatch(
     Math.min(opts.maxNewTokens, cfg.maxPositionEmbeddings - prompts[pi].length, tmax - prompts[pi].length),
   );
   const scratch = new Float64Array(V);
-  const pre = prefillFn(model, tmax)(
+  let pre = prefillFn(model, tmax)(
     tree.ref(model.params),
-    np.array(ids, { dtype: np.int32 }).reshape([B, P]),
+    np.array(ids, { dtype: np.int32 }).reshape([Bp, P]),
     np.array(last, { dtype: np.int32 }),
   );
+  if (dedup) pre = compiledFor(model).expand(pre, np.array(rowOf, { dtype: np.int32 }));
   let logits: JArray | null = pre.logits;
   let cache = pre.cache;
   const { numKvHeads: K, headDim: D, numLayers: L } = cfg;

@@ -38,6 +38,25 @@ test("KV-cache decoding equals full recomputation (sampled and greedy)", async (
   }
 });
 
+test("repeated prompts (prefilled once) sample as if each row were prefilled alone", async () => {
+  const m = await getTiny();
+  const p1 = m.tokenizer.encode("Soru: 2 + 3 kaç?\n");
+  const p2 = m.tokenizer.encode("Merhaba dünya");
+  const opts = { maxNewTokens: 20, temperature: 1 };
+  const rep = await generate(m, [p1, p2, p1, p1, p2], { ...opts, seeds: [1, 2, 3, 4, 5] });
+  const alone = await Promise.all(
+    [p1, p2, p1, p1, p2].map(async (p, i) => (await generate(m, [p], { ...opts, seeds: [i + 1] }))[0]),
+  );
+  assert.deepEqual(
+    rep.map((g) => g.tokens),
+    alone.map((g) => g.tokens),
+  );
+  rep.forEach((g, i) => {
+    for (const [j, x] of g.logprobs.entries()) assert.ok(Math.abs(x - alone[i].logprobs[j]) < 1e-5);
+  });
+  assert.notDeepEqual(rep[0].tokens, rep[2].tokens, "same prompt, different seeds");
+});
+
 test("sampling is reproducible per seed and independent of the other rows' seeds", async () => {
   const m = await getTiny();
   const p = m.tokenizer.encode("Soru: ");
