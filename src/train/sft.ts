@@ -48,6 +48,8 @@ export interface SftConfig {
   adam_epsilon: number;
   lr_scheduler_type: SchedulerType;
   warmup_ratio: number;
+  /** Warmup steps; overrides warmup_ratio when > 0 (as in transformers). */
+  warmup_steps: number;
   max_grad_norm: number;
   num_train_epochs: number;
   max_steps: number;
@@ -72,6 +74,7 @@ export const SFT_DEFAULTS: SftConfig = {
   adam_epsilon: 1e-8,
   lr_scheduler_type: "cosine",
   warmup_ratio: 0.05,
+  warmup_steps: 0,
   max_grad_norm: 1.0,
   num_train_epochs: 1,
   max_steps: -1,
@@ -215,6 +218,7 @@ export async function trainSft(
         lr: c.learning_rate,
         totalSteps: steps,
         warmupRatio: c.warmup_ratio,
+        warmupSteps: c.warmup_steps,
       });
       params = await opt.step(params, grads, lr, clipCoefficient(norm, c.max_grad_norm));
       const wall = (performance.now() - t0) / 1000;

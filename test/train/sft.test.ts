@@ -102,6 +102,41 @@ describe("ttrl sft on the engine's tiny preset", () => {
     tree.dispose(resumed.params);
   });
 
+  it("--warmup-steps: a constant-rate run stopped at step n equals a run of n steps with the same warmup", async () => {
+    const over = { lr_scheduler_type: "constant_with_warmup" as const, batch_size: 2 };
+    const long = await trainSft({
+      policy: enginePolicy(await initPresetModel("tiny", 4)),
+      rows,
+      config: cfg({ ...over, max_steps: 20, warmup_ratio: 0.1 }), // 2 warmup steps
+      outDir: tmp(),
+      stopAfter: 5,
+    });
+    const short = await trainSft({
+      policy: enginePolicy(await initPresetModel("tiny", 4)),
+      rows,
+      config: cfg({ ...over, max_steps: 5, warmup_steps: 2 }),
+      outDir: tmp(),
+    });
+    assert.deepEqual(
+      short.log.map((e) => e.lr),
+      long.log.map((e) => e.lr),
+    );
+    assert.ok((short.log[0].lr as number) < 3e-3 && short.log[4].lr === 3e-3);
+    assert.deepEqual(await paramBytes(short.params), await paramBytes(long.params));
+    // A ratio alone would warm up over 0.1 × 5 → 1 step: a different schedule.
+    const ratio = await trainSft({
+      policy: enginePolicy(await initPresetModel("tiny", 4)),
+      rows,
+      config: cfg({ ...over, max_steps: 5, warmup_ratio: 0.1 }),
+      outDir: tmp(),
+    });
+    assert.notDeepEqual(
+      ratio.log.map((e) => e.lr),
+      long.log.map((e) => e.lr),
+    );
+    for (const r of [long, short, ratio]) tree.dispose(r.params);
+  });
+
   it("bad rows name the line", async () => {
     const policy = enginePolicy(await initPresetModel("tiny", 3));
     await assert.rejects(

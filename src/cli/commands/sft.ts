@@ -41,6 +41,12 @@ export function register(program: Command): void {
       d.warmup_ratio,
     )
     .option(
+      "--warmup-steps <n>",
+      "warmup steps (overrides --warmup-ratio when > 0)",
+      parseIntOption("--warmup-steps", 0),
+      d.warmup_steps,
+    )
+    .option(
       "--max-grad-norm <x>",
       "gradient clipping (0: off)",
       parseFloatOption("--max-grad-norm", 0),
@@ -116,6 +122,7 @@ export function register(program: Command): void {
         weight_decay: o.weightDecay,
         lr_scheduler_type: o.lrSchedulerType,
         warmup_ratio: o.warmupRatio,
+        warmup_steps: o.warmupSteps,
         max_grad_norm: o.maxGradNorm,
         num_train_epochs: o.numTrainEpochs,
         max_steps: o.maxSteps,
