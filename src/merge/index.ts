@@ -47,6 +47,8 @@ export interface MergeSummary {
   bytesWritten: number;
   seconds: number;
   files: string[];
+  /** Main-thread seconds by phase: waiting for reads, computing, waiting for writes (to bound the queue). */
+  phases: { readWait: number; compute: number; writeWait: number };
 }
 
 /** The tokenizer files mergekit copies from the donor model. */
@@ -518,6 +520,11 @@ async function computeTensor(
   );
 }
 
+/** Tensors whose inputs are being read ahead of the one being computed. */
+const PREFETCH = Number(process.env.TTRL_MERGE_PREFETCH) || 2;
+/** Tensors being written at once. */
+const WRITES = 3;
+
 /** Run a merge from a mergekit YAML file into `opts.out`. */
 export async function runMerge(configPath: string, opts: MergeOptions): Promise<MergeSummary> {
   const started = Date.now();
@@ -544,6 +551,8 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
   const workers = new SlerpWorkers(opts.threads === undefined ? undefined : Math.max(0, opts.threads - 1));
   let pending: Promise<StoredTensor[]> | null = null;
   const writing: Promise<void>[] = [];
+  const phases = { readWait: 0, compute: 0, writeWait: 0 };
+  const reads: Promise<StoredTensor[]>[] = [];
   try {
     await fsp.mkdir(tmp, { recursive: true });
     writer = new CheckpointWriter(
@@ -551,17 +560,31 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
       plan.tensors.map((t) => ({ name: t.name, dtype: t.out, shape: t.shape })),
       { maxShardBytes: opts.outShardSize ?? 5e9, metadata: { format: "pt" } },
     );
-    // pipeline: read the next tensor's inputs while computing this one; one write in flight
-    pending = plan.tensors.length ? readInputs(plan, plan.tensors[0], pool) : null;
+    // pipeline: reads of the next PREFETCH tensors in flight while this one is computed; writes queued
+    let next = 0;
+    const refill = () => {
+      while (next < plan.tensors.length && reads.length < PREFETCH) {
+        reads.push(readInputs(plan, plan.tensors[next++], pool));
+      }
+    };
+    refill();
     for (let i = 0; i < plan.tensors.length; i++) {
       const t = plan.tensors[i];
-      const inputs = await (pending as Promise<StoredTensor[]>);
-      pending = i + 1 < plan.tensors.length ? readInputs(plan, plan.tensors[i + 1], pool) : null;
+      let c = performance.now();
+      pending = reads.shift() as Promise<StoredTensor[]>;
+      const inputs = await pending;
+      pending = null;
+      phases.readWait += performance.now() - c;
+      refill();
       for (const x of inputs) bytesRead += x.raw.byteLength;
+      c = performance.now();
       const result = await computeTensor(plan, t, inputs, rng, pool, workers);
+      phases.compute += performance.now() - c;
       for (const x of inputs) pool.put(x.raw);
-      // up to three tensors being written while the next ones are computed
-      if (writing.length >= 3) await writing.shift();
+      // a bounded number of tensors being written while the next ones are computed
+      c = performance.now();
+      if (writing.length >= WRITES) await writing.shift();
+      phases.writeWait += performance.now() - c;
       writing.push(writer.write(t.name, result).then(() => pool.put(result)));
       bytesWritten += result.byteLength;
       progress.tick(1);
@@ -591,7 +614,7 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
   } catch (e) {
     progress.stop();
     // let in-flight reads and writes settle (their errors are secondary to `e`)
-    await Promise.allSettled([pending, ...writing]);
+    await Promise.allSettled([pending, ...reads, ...writing]);
     if (writer) await writer.abort().catch(() => {});
     await fsp.rm(tmp, { recursive: true, force: true });
     throw e;
@@ -607,6 +630,11 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
     bytesWritten,
     seconds: (Date.now() - started) / 1000,
     files: writer?.files ?? [],
+    phases: {
+      readWait: phases.readWait / 1000,
+      compute: phases.compute / 1000,
+      writeWait: phases.writeWait / 1000,
+    },
   };
 }
 

@@ -8,6 +8,8 @@
  * slerp, linear: processed in chunks (no float32 copy of whole tensors). Task-arithmetic methods (which
  * need whole-tensor statistics such as top-k): whole tensors in float32.
  */
+
+import { availableParallelism } from "node:os";
 import { bf16ToF32, type DType, f16ToF32, f32ToBf16, f32ToF16, roundToDtypeInPlace } from "../io/dtype.ts";
 import { Rng } from "../util/rng.ts";
 import type { ParamSpec } from "./params.ts";
@@ -153,25 +155,16 @@ function outBytes(n: number, out: DType): Uint8Array {
 const fr = Math.fround;
 
 /**
- * mergekit's SLERP coefficients for one tensor, in float32: the tensors' norms (used only when > 1e-8) give
- * the cosine `dot`; |dot| > 0.9995 → lerp (1−t, t); else θ = acos(dot), s0 = sin((1−t)θ)/sin θ,
- * s1 = sin(tθ)/sin θ.
+ * mergekit's SLERP coefficients from the float32 cosine `dot` (already clamped to [-1, 1]): |dot| > 0.9995
+ * → lerp (1−t, t); else θ = acos(dot), s0 = sin((1−t)θ)/sin θ, s1 = sin(tθ)/sin θ, every step in float32
+ * (t is a float32 tensor in mergekit). A NaN dot gives NaN coefficients (torch does the same).
  */
-export function slerpCoefficients(
+export function coefficientsFromDot(
   t: number,
-  sumAB: number,
-  normA: number,
-  normB: number,
+  dot: number,
 ): { c0: number; c1: number; dot: number; lerp: boolean } {
   const t32 = fr(t);
-  let na = fr(normA);
-  let nb = fr(normB);
-  if (!(na > 1e-8)) na = 1;
-  if (!(nb > 1e-8)) nb = 1;
-  let dot = fr(sumAB / na / nb);
-  if (dot > 1) dot = 1;
-  if (dot < -1) dot = -1;
-  if (Math.abs(dot) > 0.9995 || Number.isNaN(dot)) return { c0: fr(1 - t32), c1: t32, dot, lerp: true };
+  if (Math.abs(dot) > 0.9995) return { c0: fr(1 - t32), c1: t32, dot, lerp: true };
   const theta = fr(Math.acos(dot));
   const sinTheta = fr(Math.sin(theta));
   const c0 = fr(fr(Math.sin(fr(fr(1 - t32) * theta))) / sinTheta);
@@ -180,56 +173,189 @@ export function slerpCoefficients(
 }
 
 /**
- * The bf16 → bf16 SLERP kernel (the seed's case), as two self-contained passes over an element range (they
- * also run in worker threads, from their source text: no references outside the function bodies).
- * Pass 1 sums a², b², a·b in float64; pass 2 combines in float32 and rounds to bf16 (NaN → 0x7FC0).
+ * Coefficients from the raw statistics Σa·b and the two norms (each used only when > 1e-8), the cosine
+ * rounded to float32 and clamped.
  */
-export function slerpBf16Pass1(ha: Uint16Array, hb: Uint16Array, start: number, end: number): number[] {
-  const chunk = 1 << 16;
-  const xa = new Float32Array(chunk);
-  const xb = new Float32Array(chunk);
-  const ua = new Uint32Array(xa.buffer);
-  const ub = new Uint32Array(xb.buffer);
-  let p0 = 0;
-  let q0 = 0;
-  let r0 = 0;
-  let p1 = 0;
-  let q1 = 0;
-  let r1 = 0;
-  for (let s = start; s < end; s += chunk) {
-    const m = Math.min(chunk, end - s);
-    const ca = ha.subarray(s, s + m);
-    const cb = hb.subarray(s, s + m);
-    let i = 0;
-    for (; i + 1 < m; i += 2) {
-      ua[i] = ca[i] << 16;
-      ub[i] = cb[i] << 16;
-      ua[i + 1] = ca[i + 1] << 16;
-      ub[i + 1] = cb[i + 1] << 16;
-      const x0 = xa[i];
-      const y0 = xb[i];
-      const x1 = xa[i + 1];
-      const y1 = xb[i + 1];
-      p0 += x0 * x0;
-      q0 += y0 * y0;
-      r0 += x0 * y0;
-      p1 += x1 * x1;
-      q1 += y1 * y1;
-      r1 += x1 * y1;
-    }
-    for (; i < m; i++) {
-      ua[i] = ca[i] << 16;
-      ub[i] = cb[i] << 16;
-      const x = xa[i];
-      const y = xb[i];
-      p0 += x * x;
-      q0 += y * y;
-      r0 += x * y;
-    }
-  }
-  return [p0 + p1, q0 + q1, r0 + r1];
+export function slerpCoefficients(
+  t: number,
+  sumAB: number,
+  normA: number,
+  normB: number,
+): { c0: number; c1: number; dot: number; lerp: boolean } {
+  let na = fr(normA);
+  let nb = fr(normB);
+  if (!(na > EPS32)) na = 1;
+  if (!(nb > EPS32)) nb = 1;
+  let dot = fr(sumAB / na / nb);
+  if (dot > 1) dot = 1;
+  if (dot < -1) dot = -1;
+  return coefficientsFromDot(t, dot);
 }
 
+/**
+ * mergekit's SLERP statistics, emulated operation by operation in float32. mergekit (0.1.5, the version
+ * the parity fixtures and the benchmark run) computes, per tensor flattened to one row of n elements, in
+ * torch on the CPU:
+ *   norm = vector_norm(stack([vector_norm(chunk) for each chunk of 2^20 elements]))   (then 1 if ≤ 1e-8)
+ *   dot  = stack([(chunk_a / norm_a * chunk_b / norm_b).sum() for each chunk]).sum()
+ * with torch's CPU kernels for AVX2 machines: `vector_norm` is the 8-lane lastdim kernel (`torchSquares`),
+ * `sum` is `cascade_sum` (`torchSum`); a sum over ≥ 2^15 elements is split by `at::parallel_for` into
+ * contiguous parts, one per intra-op thread, each summed alone, then the per-thread results summed.
+ * The thread count is torch's (`torch.get_num_threads()`, the core count by default): `PEER_THREADS`.
+ */
+export const TORCH_CHUNK = 1 << 20;
+const GRAIN = 32768;
+
+/** Intra-op threads of the emulated torch (TTRL_MERGEKIT_THREADS, else this machine's core count). */
+export function peerThreads(): number {
+  const v = Number(process.env.TTRL_MERGEKIT_THREADS);
+  if (Number.isInteger(v) && v >= 1) return v;
+  return Math.max(1, availableParallelism());
+}
+
+/** torch's 8-lane `vector_norm` lastdim kernel: Σx² over x[start, start+n) (float32 values). */
+export function torchSquares(x: Float32Array, start: number, n: number): number {
+  const lanes = new Float32Array(8);
+  const m = n - (n % 8);
+  for (let i = 0; i < m; i += 8) {
+    for (let k = 0; k < 8; k++) {
+      const v = x[start + i + k];
+      lanes[k] = lanes[k] + fr(v * v);
+    }
+  }
+  let s = lanes[0];
+  for (let k = 1; k < 8; k++) s = fr(s + lanes[k]);
+  for (let i = m; i < n; i++) {
+    const v = x[start + i];
+    s = fr(s + fr(v * v));
+  }
+  return s;
+}
+
+function ceilLog2(x: number): number {
+  return x <= 2 ? 1 : Math.floor(Math.log2(x - 1)) + 1;
+}
+
+/** The level power of torch's `multi_row_sum` for `rows` rows. */
+export function cascadeLevelPower(rows: number): number {
+  return Math.max(4, Math.floor(ceilLog2(rows) / 4));
+}
+
+/** torch's `cascade_sum` of p[start, start+n) (float32), as one call of the reduction loop, plus 0. */
+export function torchSum(p: Float32Array, start: number, n: number): number {
+  if (n < 8) {
+    // scalar_inner_sum: row_sum<float> with ilp 4 over rows of 4 scalars
+    const part = [0, 0, 0, 0];
+    const rows = n >> 2;
+    for (let k = 0; k < 4 && rows > 0; k++) part[k] = fr(part[k] + p[start + k]);
+    for (let i = rows * 4; i < n; i++) part[0] = fr(part[0] + p[start + i]);
+    for (let k = 1; k < 4; k++) part[0] = fr(part[0] + part[k]);
+    return fr(0 + part[0]);
+  }
+  const vecs = n >> 3;
+  const rows = vecs >> 2;
+  const lp = cascadeLevelPower(rows);
+  const step = 2 ** lp;
+  const mask = step - 1;
+  const acc = [0, 1, 2, 3].map(() => new Float32Array(32));
+  let i = 0;
+  while (i + step <= rows) {
+    for (let j = 0; j < step; j++, i++) {
+      const b = start + i * 32;
+      for (let q = 0; q < 32; q++) acc[0][q] += p[b + q];
+    }
+    for (let j = 1; j < 4; j++) {
+      for (let q = 0; q < 32; q++) {
+        acc[j][q] += acc[j - 1][q];
+        acc[j - 1][q] = 0;
+      }
+      if ((i & (mask * 2 ** (j * lp))) !== 0) break;
+    }
+  }
+  for (; i < rows; i++) {
+    const b = start + i * 32;
+    for (let q = 0; q < 32; q++) acc[0][q] += p[b + q];
+  }
+  for (let j = 1; j < 4; j++) for (let q = 0; q < 32; q++) acc[0][q] += acc[j][q];
+  const part = acc[0].subarray(0, 8);
+  for (let v = rows * 4; v < vecs; v++) for (let l = 0; l < 8; l++) part[l] += p[start + v * 8 + l];
+  for (let v = 1; v < 4; v++) for (let l = 0; l < 8; l++) part[l] += acc[0][v * 8 + l];
+  let fa = 0;
+  for (let k = vecs * 8; k < n; k++) fa = fr(fa + p[start + k]);
+  for (let l = 0; l < 8; l++) fa = fr(fa + part[l]);
+  return fa;
+}
+
+/** How torch's `parallel_for` splits a reduction of n elements over `threads` threads: [begin, end) parts. */
+export function torchSplit(n: number, threads: number): [number, number][] {
+  if (n < GRAIN || threads <= 1) return [[0, n]];
+  const nt = Math.min(threads, Math.ceil(n / GRAIN));
+  const cs = Math.ceil(n / nt);
+  const parts: [number, number][] = [];
+  for (let t = 0; t < nt; t++) if (t * cs < n) parts.push([t * cs, Math.min(n, (t + 1) * cs)]);
+  return parts;
+}
+
+/** torch's `sum` of a contiguous row of n float32 values, given a summer of sub-ranges (two-pass when split). */
+export function torchRowSum(n: number, threads: number, sumRange: (s: number, m: number) => number): number {
+  const parts = torchSplit(n, threads);
+  if (parts.length === 1 && (n < GRAIN || threads <= 1)) return sumRange(0, n);
+  const buf = new Float32Array(threads);
+  parts.forEach(([s, e], t) => {
+    buf[t] = sumRange(s, e - s);
+  });
+  return torchSum(buf, 0, threads);
+}
+
+/** torch's `vector_norm` of float32 values v (a short list: the chunk norms). */
+export function torchNormOf(v: Float32Array): number {
+  return fr(Math.sqrt(torchSquares(v, 0, v.length)));
+}
+
+/**
+ * SLERP statistics of float32 vectors exactly as mergekit computes them (see above): returns the
+ * coefficients. `a`, `b` are the inputs already brought to float32 (after rounding to the work dtype).
+ */
+export function peerSlerpStats(
+  a: Float32Array,
+  b: Float32Array,
+  threads = peerThreads(),
+): { normA: number; normB: number; dot: number } {
+  const n = a.length;
+  const chunks = Math.max(1, Math.ceil(n / TORCH_CHUNK));
+  const pa = new Float32Array(chunks);
+  const pb = new Float32Array(chunks);
+  for (let c = 0; c < chunks; c++) {
+    const s = c * TORCH_CHUNK;
+    const m = Math.min(TORCH_CHUNK, n - s);
+    pa[c] = fr(Math.sqrt(torchSquares(a, s, m)));
+    pb[c] = fr(Math.sqrt(torchSquares(b, s, m)));
+  }
+  let normA = torchNormOf(pa);
+  let normB = torchNormOf(pb);
+  if (!(normA > EPS32)) normA = 1;
+  if (!(normB > EPS32)) normB = 1;
+  const dots = new Float32Array(chunks);
+  const prod = new Float32Array(Math.min(TORCH_CHUNK, n));
+  for (let c = 0; c < chunks; c++) {
+    const s = c * TORCH_CHUNK;
+    const m = Math.min(TORCH_CHUNK, n - s);
+    for (let i = 0; i < m; i++) prod[i] = fr(a[s + i] / normA) * fr(b[s + i] / normB);
+    dots[c] = torchRowSum(m, threads, (s0, m0) => torchSum(prod, s0, m0));
+  }
+  let dot = torchSum(dots, 0, chunks);
+  if (dot > 1) dot = 1;
+  if (dot < -1) dot = -1;
+  return { normA, normB, dot };
+}
+
+/** torch compares the float32 norm with the Python float 1e-8 (promoted: compared as float32). */
+const EPS32 = fr(1e-8);
+
+/**
+ * The bf16 → bf16 output pass over an element range (the JavaScript twin of the `mix` kernel, used for the
+ * < 8-element tails): c0·a + c1·b in float32, rounded to bf16 (NaN → 0x7FC0).
+ */
 export function slerpBf16Pass2(
   ha: Uint16Array,
   hb: Uint16Array,
@@ -265,12 +391,6 @@ export function isBf16Slerp(a: StoredTensor, b: StoredTensor, work: DType, out: 
   return a.dtype === "BF16" && b.dtype === "BF16" && out === "BF16" && (work === "BF16" || work === "F32");
 }
 
-function slerpBf16(ha: Uint16Array, hb: Uint16Array, t: number, dst: Uint16Array): void {
-  const [p, q, r] = slerpBf16Pass1(ha, hb, 0, ha.length);
-  const { c0, c1 } = slerpCoefficients(t, r, Math.sqrt(p), Math.sqrt(q));
-  slerpBf16Pass2(ha, hb, dst, 0, ha.length, c0, c1);
-}
-
 /** SLERP of two stored tensors (base `a`, other `b`) at `t`; returns the output bytes in `out`. */
 export function slerpTensor(
   a: StoredTensor,
@@ -281,41 +401,20 @@ export function slerpTensor(
   into?: Uint8Array,
 ): Uint8Array {
   const n = numelOfStored(a);
+  const xa = loadAll(a, work);
+  const xb = loadAll(b, work);
+  const { dot } = peerSlerpStats(xa, xb);
+  const { c0, c1 } = coefficientsFromDot(t, dot);
+  const dst = into ?? outBytes(n, out);
   if (isBf16Slerp(a, b, work, out)) {
-    const dst = into ?? outBytes(n, out);
     const h = (x: Uint8Array) => new Uint16Array(x.buffer, x.byteOffset, n);
-    slerpBf16(h(a.raw), h(b.raw), t, h(dst));
+    slerpBf16Pass2(h(a.raw), h(b.raw), h(dst), 0, n, c0, c1);
     return dst;
   }
-  const xa = new Float32Array(Math.min(CHUNK, n));
-  const xb = new Float32Array(Math.min(CHUNK, n));
-  let saa = 0;
-  let sbb = 0;
-  let sab = 0;
   for (let s = 0; s < n; s += CHUNK) {
     const m = Math.min(CHUNK, n - s);
-    const ca = loadChunk(a, s, m, work, xa);
-    const cb = loadChunk(b, s, m, work, xb);
-    let p = 0;
-    let q = 0;
-    let r = 0;
-    for (let i = 0; i < m; i++) {
-      const x = ca[i];
-      const y = cb[i];
-      p += x * x;
-      q += y * y;
-      r += x * y;
-    }
-    saa += p;
-    sbb += q;
-    sab += r;
-  }
-  const { c0, c1 } = slerpCoefficients(t, sab, Math.sqrt(saa), Math.sqrt(sbb));
-  const dst = into ?? outBytes(n, out);
-  for (let s = 0; s < n; s += CHUNK) {
-    const m = Math.min(CHUNK, n - s);
-    const ca = loadChunk(a, s, m, work, xa);
-    const cb = loadChunk(b, s, m, work, xb);
+    const ca = xa.subarray(s, s + m);
+    const cb = xb.subarray(s, s + m);
     // float32: each product rounded, then the sum rounded (the Float32Array store rounds the exact sum)
     for (let i = 0; i < m; i++) ca[i] = fr(c0 * ca[i]) + fr(c1 * cb[i]);
     storeChunk(ca, work, out, dst, s);

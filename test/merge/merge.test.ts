@@ -397,7 +397,7 @@ describe("worker threads and seeded DARE", () => {
     const pool = new BufferPool();
     const share = (x: Float32Array) => {
       const u = pool.get(n * 2);
-      f32ToBf16(x, new Uint16Array(u.buffer, 0, n));
+      f32ToBf16(x, new Uint16Array(u.buffer, u.byteOffset, n));
       return u;
     };
     const sa = share(a);
@@ -411,7 +411,7 @@ describe("worker threads and seeded DARE", () => {
     }
     const single = slerpTensor({ raw: sa, dtype: "BF16" }, { raw: sb, dtype: "BF16" }, 0.37, "BF16", "BF16");
     assert.ok(
-      Buffer.from(dst.buffer as SharedArrayBuffer).equals(
+      Buffer.from(dst.buffer as SharedArrayBuffer, dst.byteOffset, dst.byteLength).equals(
         Buffer.from(single.buffer, single.byteOffset, single.byteLength),
       ),
     );
