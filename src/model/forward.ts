@@ -338,3 +338,190 @@ export function flushRecent(cache: KvCache, recent: KvCache, base: JArray): KvCa
   mask.dispose();
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Training forward with shared prompts: GRPO trains N completions of each prompt, so the prompt's keys and
+// values are computed once per distinct prompt and every completion row attends to its prompt's copy.
+
+/** Host-side layout of a shared-prefix batch (see `prefixArrays`). */
+export interface PrefixBatch {
+  /** Distinct prefixes (rows of `prefix`) and their padded length. */
+  Pg: number;
+  Tp: number;
+  /** Completion rows and their padded length. */
+  B: number;
+  Tc: number;
+  /** int32 [Pg*Tp]: prompt tokens 0 .. len-2 of each distinct prompt (the last one starts the row). */
+  prefix: Int32Array;
+  /** Tokens in each distinct prefix (prompt length − 1). */
+  prefixLen: number[];
+  /** int32 [B]: which prefix each row continues. */
+  rows: Int32Array;
+  /** int32 [B*Tc]: the prompt's last token, then completion tokens 0 .. n-2. */
+  ids: Int32Array;
+  /** int32 [B*Tc]: completion tokens 0 .. n-1. */
+  targets: Int32Array;
+}
+
+/** Device arrays of a shared-prefix batch, the argument tree of `prefixLogprobs`. */
+export interface PrefixArrays {
+  prefix: JArray;
+  rows: JArray;
+  ids: JArray;
+  targets: JArray;
+  /** bool [B,1,1,1,Tp]: prefix key j is visible to row b (j < prefixLen[rows[b]]). */
+  prefixMask: JArray;
+  /** RoPE tables of the prefix positions [Tp,1,D/2] and of each row's positions [B,Tc,1,D/2]. */
+  cosP: JArray;
+  sinP: JArray;
+  /** The prefix tables per row [B,Tp,1,D/2] (for gathered prefix keys). */
+  cosPr: JArray;
+  sinPr: JArray;
+  cosC: JArray;
+  sinC: JArray;
+  /** Scalar 1 (see prefixLogprobs). */
+  one: JArray;
+}
+
+export function prefixArrays(config: ModelConfig, b: PrefixBatch): PrefixArrays {
+  const half = config.headDim / 2;
+  const [cosP, sinP] = ropeTablesJs(config, range(b.Tp));
+  const pos = new Int32Array(b.B * b.Tc);
+  const mask = new Int32Array(b.B * b.Tp);
+  for (let r = 0; r < b.B; r++) {
+    const n = b.prefixLen[b.rows[r]];
+    for (let t = 0; t < b.Tc; t++) pos[r * b.Tc + t] = n + t;
+    for (let j = 0; j < n; j++) mask[r * b.Tp + j] = 1;
+  }
+  const [cosC, sinC] = ropeTablesJs(config, pos);
+  const [cosPr, sinPr] = ropeTablesJs(
+    config,
+    Int32Array.from({ length: b.B * b.Tp }, (_, i) => i % b.Tp),
+  );
+  return {
+    prefix: np.array(b.prefix, { dtype: np.int32 }).reshape([b.Pg, b.Tp]),
+    rows: np.array(b.rows, { dtype: np.int32 }),
+    ids: np.array(b.ids, { dtype: np.int32 }).reshape([b.B, b.Tc]),
+    targets: np.array(b.targets, { dtype: np.int32 }).reshape([b.B, b.Tc]),
+    prefixMask: np.array(mask, { dtype: np.int32 }).reshape([b.B, 1, 1, 1, b.Tp]).greater(0),
+    cosP,
+    sinP,
+    cosPr: cosPr.reshape([b.B, b.Tp, 1, half]),
+    sinPr: sinPr.reshape([b.B, b.Tp, 1, half]),
+    cosC: cosC.reshape([b.B, b.Tc, 1, half]),
+    sinC: sinC.reshape([b.B, b.Tc, 1, half]),
+    one: np.array(1),
+  };
+}
+
+function proj(params: Params, name: string, x: JArray): JArray {
+  return linear(x, params[`${name}.weight`].ref, optional(params, `${name}.bias`));
+}
+
+function mlpBlock(params: Params, p: string, h: JArray, eps: number): JArray {
+  const x2 = rmsNorm(h.ref, params[`${p}.post_attention_layernorm.weight`].ref, eps);
+  const g = proj(params, `${p}.mlp.gate_proj`, x2.ref);
+  const u = proj(params, `${p}.mlp.up_proj`, x2);
+  return h.add(proj(params, `${p}.mlp.down_proj`, nn.silu(g).mul(u)));
+}
+
+/**
+ * Attention of completion rows over their prompt prefix and, causally, themselves. q [B,T,H,D]; kp/vp
+ * [B,Tp,K,D] (the row's prefix); kc/vc [B,T,K,D]; mask bool [B,1,1,1,Tp]. One softmax over both parts.
+ */
+function prefixAttention(
+  q: JArray,
+  kp: JArray,
+  vp: JArray,
+  kc: JArray,
+  vc: JArray,
+  mask: JArray,
+  config: ModelConfig,
+): JArray {
+  const [B, T, H, D] = q.shape;
+  const K = config.numKvHeads;
+  const G = H / K;
+  const Tp = kp.shape[1];
+  const neg = Number.NEGATIVE_INFINITY;
+  const qg = q
+    .transpose([0, 2, 1, 3])
+    .reshape([B, K, G * T, D])
+    .mul(1 / Math.sqrt(D));
+  const s1 = np.where(mask, np.matmul(qg.ref, kp.transpose([0, 2, 3, 1])).reshape([B, K, G, T, Tp]), neg);
+  const causal = np.tri(T, T, 0, { dtype: np.bool });
+  const s2 = np.where(causal, np.matmul(qg, kc.transpose([0, 2, 3, 1])).reshape([B, K, G, T, T]), neg);
+  const m = lax.stopGradient(
+    np.maximum(s1.ref.max(-1, { keepdims: true }), s2.ref.max(-1, { keepdims: true })),
+  );
+  const e1 = np.exp(s1.sub(m.ref));
+  const e2 = np.exp(s2.sub(m));
+  const z = e1.ref.sum(-1, { keepdims: true }).add(e2.ref.sum(-1, { keepdims: true }));
+  const o = np
+    .matmul(e1.reshape([B, K, G * T, Tp]), vp.transpose([0, 2, 1, 3]))
+    .add(np.matmul(e2.reshape([B, K, G * T, T]), vc.transpose([0, 2, 1, 3])))
+    .reshape([B, K, G, T, D]);
+  return o
+    .transpose([0, 3, 1, 2, 4])
+    .div(z.transpose([0, 3, 1, 2, 4]))
+    .reshape([B, T, H, D]);
+}
+
+/**
+ * Per-token log-probs [B,Tc] of a shared-prefix batch: entry (b,t) = log softmax(logits / temperature) of
+ * targets[b,t] after prefix rows[b] and ids[b, ≤t] — the same numbers `tokenLogprobs` gives on the full
+ * sequences (up to float rounding), with each prompt's prefix run once. Differentiable and jit-friendly.
+ * Consumes its arguments (params included).
+ */
+export function prefixLogprobs(
+  params: Params,
+  config: ModelConfig,
+  a: PrefixArrays,
+  temperature = 1,
+): JArray {
+  const { numHeads: H, numKvHeads: K, headDim: D, rmsNormEps: eps, numLayers: L } = config;
+  const [Pg, Tp] = a.prefix.shape;
+  const [B, Tc] = a.ids.shape;
+  let hp = embed(params, a.prefix);
+  let hc = embed(params, a.ids);
+  for (let l = 0; l < L; l++) {
+    const p = `model.layers.${l}`;
+    const last = l === L - 1; // the prefix's last layer output is never read
+    const xp = rmsNorm(hp.ref, params[`${p}.input_layernorm.weight`].ref, eps);
+    const xc = rmsNorm(hc.ref, params[`${p}.input_layernorm.weight`].ref, eps);
+    const kp = proj(params, `${p}.self_attn.k_proj`, xp.ref).reshape([Pg, Tp, K, D]);
+    const vp = proj(params, `${p}.self_attn.v_proj`, last ? xp : xp.ref).reshape([Pg, Tp, K, D]);
+    if (!last) {
+      const qp = proj(params, `${p}.self_attn.q_proj`, xp).reshape([Pg, Tp, H, D]);
+      const att = causalAttention(
+        rope(qp, a.cosP.ref, a.sinP.ref, D),
+        rope(kp.ref, a.cosP.ref, a.sinP.ref, D),
+        vp.ref,
+        config,
+      ).reshape([Pg, Tp, H * D]);
+      hp = mlpBlock(params, p, hp.add(proj(params, `${p}.self_attn.o_proj`, att)), eps);
+    }
+    const qc = proj(params, `${p}.self_attn.q_proj`, xc.ref).reshape([B, Tc, H, D]);
+    const kc = proj(params, `${p}.self_attn.k_proj`, xc.ref).reshape([B, Tc, K, D]);
+    const vc = proj(params, `${p}.self_attn.v_proj`, xc).reshape([B, Tc, K, D]);
+    // Each gathered prefix feeds an elementwise op (RoPE for the keys, × 1 for the values) so that the
+    // gather's gradient, a scatter-add, reads a materialised array (jax-js's jit needs that of routine
+    // inputs; a transposed view of the attention matmul's gradient would not be).
+    const att = prefixAttention(
+      rope(qc, a.cosC.ref, a.sinC.ref, D),
+      rope(np.take(kp, a.rows.ref, 0), a.cosPr.ref, a.sinPr.ref, D),
+      np.take(vp, a.rows.ref, 0).mul(a.one.ref),
+      rope(kc, a.cosC.ref, a.sinC.ref, D),
+      vc,
+      a.prefixMask.ref,
+      config,
+    ).reshape([B, Tc, H * D]);
+    hc = mlpBlock(params, p, hc.add(proj(params, `${p}.self_attn.o_proj`, att)), eps);
+  }
+  hp.dispose();
+  tree.dispose([a.rows, a.prefixMask, a.cosP, a.sinP, a.cosPr, a.sinPr, a.cosC, a.sinC, a.one]);
+  const h = rmsNorm(hc, params["model.norm.weight"].ref, eps);
+  let logits = np.matmul(h, lmHeadWeight(params, config).transpose([1, 0]));
+  tree.dispose(params);
+  if (temperature !== 1 && temperature > 0) logits = logits.mul(1 / temperature);
+  return nn.logSoftmax(logits, -1).mul(nn.oneHot(a.targets, config.vocabSize)).sum(-1);
+}

@@ -5,10 +5,11 @@
  */
 import { type Array as JArray, nn, numpy as np, tree } from "@jax-js/jax";
 import { Checkpoint } from "../io/safetensors.ts";
+import { type PrefixArrays, prefixArrays, prefixLogprobs } from "../model/forward.ts";
 import { expectedParams, forwardLogits, generate, loadModel, type Model, saveModel } from "../model/index.ts";
 import { TtrlError } from "../util/errors.ts";
 import type { Params } from "./optim.ts";
-import type { Policy, Sample, SampleOptions } from "./policy.ts";
+import type { Policy, PrefixInputs, Sample, SampleOptions } from "./policy.ts";
 
 /**
  * Log-probs for training: log softmax(logits / temperature) of the targets, as TRL scores completions
@@ -34,6 +35,11 @@ export function enginePolicy(model: Model, opts: { temperature?: number } = {}):
     maxContext: model.config.maxPositionEmbeddings,
     params: model.params,
     logprobs: engineLogprobs(model, opts.temperature ?? 1),
+    prefix: {
+      inputs: (b) => prefixArrays(model.config, b) as unknown as PrefixInputs,
+      logprobs: (params, inputs) =>
+        prefixLogprobs(params, model.config, inputs as unknown as PrefixArrays, opts.temperature ?? 1),
+    },
     bytesPerToken(T: number): number {
       // Saved activations per layer (norms, q/k/v/o, MLP, attention scores) plus the logits chain,
       // times 6 for the temporaries jax-js keeps (calibrated on the peak RSS of the tiny and medium presets).

@@ -24,7 +24,14 @@ import {
 import { TtrlError } from "../util/errors.ts";
 import { createProgress } from "../util/progress.ts";
 import { hashString, Rng } from "../util/rng.ts";
-import { bucketLength, type PackedBatch, packSequences, type SeqSpec } from "./batch.ts";
+import {
+  bucketLength,
+  type PackedBatch,
+  type PackedPrefixBatch,
+  packPrefixSequences,
+  packSequences,
+  type SeqSpec,
+} from "./batch.ts";
 import { type GrpoConfig, type LossType, rewardFuncs, type ScaleRewards } from "./config.ts";
 import {
   adamwFromSettings,
@@ -34,7 +41,7 @@ import {
   learningRate,
   type Params,
 } from "./optim.ts";
-import type { Policy, Sample } from "./policy.ts";
+import type { Policy, PrefixInputs, Sample } from "./policy.ts";
 import {
   latestCheckpoint,
   readOptimizer,
@@ -109,8 +116,10 @@ export function rowWeights(
 }
 
 export type LossBatch = {
-  ids: JArray;
-  targets: JArray;
+  /** [B,T] inputs and targets for `logprobs`, or `inputs` for the policy's shared-prompt log-probs. */
+  ids?: JArray;
+  targets?: JArray;
+  inputs?: PrefixInputs;
   mask: JArray;
   /** [B,1] row weights from `rowWeights`. */
   weight: JArray;
@@ -136,11 +145,21 @@ export type LossAux = {
  */
 export function makeGrpoLoss(
   logprobs: Policy["logprobs"],
-  opts: { epsilonLow: number; epsilonHigh: number; beta: number; useOld: boolean },
+  opts: {
+    epsilonLow: number;
+    epsilonHigh: number;
+    beta: number;
+    useOld: boolean;
+    /** Log-probs of batches that carry `inputs` (Policy.prefix.logprobs). */
+    prefixLogprobs?: (params: Params, inputs: PrefixInputs) => JArray;
+  },
 ) {
   const { epsilonLow, epsilonHigh, beta, useOld } = opts;
   const f = (params: Params, b: LossBatch): [JArray, LossAux] => {
-    const logp = logprobs(params, b.ids, b.targets);
+    const logp =
+      b.inputs && opts.prefixLogprobs
+        ? opts.prefixLogprobs(params, b.inputs)
+        : logprobs(params, b.ids as JArray, b.targets as JArray);
     const old = useOld ? (b.old as JArray) : lax.stopGradient(logp.ref);
     const coef1 = np.exp(logp.ref.sub(old));
     const coef2 = np.clip(coef1.ref, 1 - epsilonLow, 1 + epsilonHigh);
@@ -366,8 +385,14 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
     epsilonHigh: c.epsilon_high ?? c.epsilon,
     beta: c.beta,
     useOld: c.num_iterations > 1,
+    prefixLogprobs: policy.prefix?.logprobs,
   });
   const forward = jit((p: Params, ids: JArray, targets: JArray) => policy.logprobs(p, ids, targets));
+  const prefixForward = policy.prefix
+    ? jit((p: Params, inputs: PrefixInputs) =>
+        (policy.prefix as NonNullable<Policy["prefix"]>).logprobs(p, inputs),
+      )
+    : null;
 
   const progress = createProgress({
     label: o.progressLabel ?? "train",
@@ -486,39 +511,38 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
         rowsCap = fitMicroBatch(micro, stepT, policy);
         for (let i = 0; i < work.length; i += rowsCap) chunks.push(work.slice(i, i + rowsCap));
       }
-      const packed: PackedBatch[] = chunks.map((ch) => {
-        const T = bucketLength(Math.max(...ch.map((s) => s.prompt.length + s.completion.length)) - 1);
+      // With a shared-prompt forward (Policy.prefix), each distinct prompt of a micro-batch runs once and
+      // its completions attend to it; otherwise every row is a full prompt + completion sequence.
+      const packed: (PackedBatch | PackedPrefixBatch)[] = chunks.map((ch) => {
         let B = 1;
         while (B < ch.length) B *= 2;
-        return packSequences(
-          ch.map((s): SeqSpec => ({ prompt: s.prompt, completion: s.completion, train: s.train })),
-          Math.min(B, Math.max(rowsCap, ch.length)),
-          T,
-          padId,
+        B = Math.min(B, Math.max(rowsCap, ch.length));
+        const specs = ch.map(
+          (s): SeqSpec => ({ prompt: s.prompt, completion: s.completion, train: s.train }),
         );
+        if (prefixForward) return packPrefixSequences(specs, B, padId);
+        const T = bucketLength(Math.max(...ch.map((s) => s.prompt.length + s.completion.length)) - 1);
+        return packSequences(specs, B, T, padId);
       });
-      const mkIdsArrays = (pb: PackedBatch) => ({
-        ids: np.array(pb.ids, { dtype: np.int32 }).reshape([pb.B, pb.T]),
-        targets: np.array(pb.targets, { dtype: np.int32 }).reshape([pb.B, pb.T]),
-      });
+      const widthOf = (pb: PackedBatch | PackedPrefixBatch) => ("Tc" in pb ? pb.Tc : pb.T);
+      const runForward = (p: Params, pb: PackedBatch | PackedPrefixBatch): JArray =>
+        "Tc" in pb
+          ? ((prefixForward as NonNullable<typeof prefixForward>)(
+              p,
+              policy.prefix?.inputs(pb) as PrefixInputs,
+            ) as JArray)
+          : (forward(p, ...idsArrays(pb)) as JArray);
 
       // 5. reference (beta > 0) and old (num_iterations > 1) log-probs
       const t1 = performance.now();
       const refLp: Float32Array[] = [];
       if (refParams) {
-        for (const pb of packed) {
-          const a = mkIdsArrays(pb);
-          refLp.push(
-            new Float32Array(await (forward(tree.ref(refParams), a.ids, a.targets) as JArray).data()),
-          );
-        }
+        for (const pb of packed)
+          refLp.push(new Float32Array(await runForward(tree.ref(refParams), pb).data()));
       }
       const oldLp: Float32Array[] = [];
       if (c.num_iterations > 1) {
-        for (const pb of packed) {
-          const a = mkIdsArrays(pb);
-          oldLp.push(new Float32Array(await (forward(tree.ref(params), a.ids, a.targets) as JArray).data()));
-        }
+        for (const pb of packed) oldLp.push(new Float32Array(await runForward(tree.ref(params), pb).data()));
       }
       const tReference = (performance.now() - t1) / 1000;
 
@@ -551,15 +575,16 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
           ch.forEach((s, r) => {
             adv[r] = s.adv;
           });
-          const a = mkIdsArrays(pb);
+          const T = widthOf(pb);
           const batch: LossBatch = {
-            ...a,
-            mask: np.array(pb.mask).reshape([pb.B, pb.T]),
+            mask: np.array(pb.mask).reshape([pb.B, T]),
             weight: np.array(new Float32Array(w)).reshape([pb.B, 1]),
             adv: np.array(adv).reshape([pb.B, 1]),
           };
-          if (refParams) batch.ref = np.array(refLp[bi]).reshape([pb.B, pb.T]);
-          if (c.num_iterations > 1) batch.old = np.array(oldLp[bi]).reshape([pb.B, pb.T]);
+          if ("Tc" in pb) batch.inputs = policy.prefix?.inputs(pb);
+          else [batch.ids, batch.targets] = idsArrays(pb);
+          if (refParams) batch.ref = np.array(refLp[bi]).reshape([pb.B, T]);
+          if (c.num_iterations > 1) batch.old = np.array(oldLp[bi]).reshape([pb.B, T]);
           const [[l, aux], grads] = loss(tree.ref(params), batch) as unknown as [[JArray, LossAux], Params];
           lossSum += (await l.data())[0];
           klSum += (await aux.klSum.data())[0];
@@ -683,6 +708,7 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
     progress.stop();
     loss.dispose();
     forward.dispose();
+    prefixForward?.dispose();
     opt.dispose();
   }
   const finalDir = join(o.outDir, "final");
@@ -690,6 +716,13 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
   await policy.save(params, finalDir, { dtype: c.save_dtype });
   writeFileSync(join(o.outDir, "DONE"), `${new Date().toISOString()}\n`);
   return { params, steps, finalDir, log };
+}
+
+function idsArrays(pb: PackedBatch): [JArray, JArray] {
+  return [
+    np.array(pb.ids, { dtype: np.int32 }).reshape([pb.B, pb.T]),
+    np.array(pb.targets, { dtype: np.int32 }).reshape([pb.B, pb.T]),
+  ];
 }
 
 function zerosLike(p: Params): Params {

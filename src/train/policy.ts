@@ -4,6 +4,7 @@
  * engine (src/model); tests plug in tiny models written directly with jax-js.
  */
 import type { Array as JArray } from "@jax-js/jax";
+import type { PackedPrefixBatch } from "./batch.ts";
 import type { Params } from "./optim.ts";
 
 export interface PolicyTokenizer {
@@ -57,4 +58,17 @@ export interface Policy {
   bytesPerToken?(T: number): number;
   /** Read the weights of a folder written by `save` (exact for F32). */
   loadParams(dir: string): Promise<Params>;
+  /**
+   * Optional: log-probs of completions that share prompts, each distinct prompt run once (batches from
+   * `packPrefixSequences`). `inputs` turns a packed batch into the argument tree of `logprobs`, which is
+   * differentiable and traceable like `Policy.logprobs` and returns f32 [B,Tc] aligned with the batch's
+   * mask. GRPO uses it when present.
+   */
+  prefix?: {
+    inputs(batch: PackedPrefixBatch): PrefixInputs;
+    logprobs(params: Params, inputs: PrefixInputs): JArray;
+  };
 }
+
+/** Device arrays of a shared-prompt batch (a policy-defined tree). */
+export type PrefixInputs = Record<string, JArray>;
