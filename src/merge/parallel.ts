@@ -184,8 +184,17 @@ export class SlerpWorkers {
     return [mine, ...rest].flat();
   }
 
-  /** SLERP of bf16 tensors held in pool buffers (shared kernel memory), into `dst` (a pool buffer too). */
-  async slerpBf16(a: Uint8Array, b: Uint8Array, t: number, dst: Uint8Array): Promise<void> {
+  /**
+   * SLERP of bf16 tensors held in pool buffers (shared kernel memory), into `dst` (a pool buffer too), with
+   * mergekit's statistics for a torch run on `threads` intra-op threads; returns them and the coefficients.
+   */
+  async slerpBf16(
+    a: Uint8Array,
+    b: Uint8Array,
+    t: number,
+    dst: Uint8Array,
+    threads = peerThreads(),
+  ): Promise<{ normA: number; normB: number; dot: number; c0: number; c1: number }> {
     const n = a.byteLength / 2;
     const owned = theArena().owned;
     if (!owned.has(a) || !owned.has(b) || !owned.has(dst)) {
@@ -213,7 +222,6 @@ export class SlerpWorkers {
     if (!(ra > eps)) ra = 1;
     if (!(rb > eps)) rb = 1;
     // 2: dot per chunk, in torch's per-thread parts
-    const threads = peerThreads();
     const dotCalls: Call[] = [];
     const dotW: number[] = [];
     const partsOf: number[] = [];
@@ -259,6 +267,7 @@ export class SlerpWorkers {
       const h = (x: Uint8Array) => new Uint16Array(x.buffer, x.byteOffset, n);
       slerpBf16Pass2(h(a), h(b), h(dst), n8, n, c0, c1);
     }
+    return { normA: ra, normB: rb, dot, c0, c1 };
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   cpSync,
   existsSync,
@@ -18,7 +19,16 @@ import { bf16ToF32, f32ToBf16 } from "../../src/io/dtype.ts";
 import { Checkpoint, saveCheckpoint } from "../../src/io/safetensors.ts";
 import { parseMergeConfig } from "../../src/merge/config.ts";
 import { parseSize, runMerge, TOKENIZER_FILES } from "../../src/merge/index.ts";
-import { type StoredTensor, slerpCoefficients, slerpF32, slerpTensor } from "../../src/merge/methods.ts";
+import {
+  fma32,
+  peerSlerpStats,
+  type StoredTensor,
+  slerpCoefficients,
+  slerpF32,
+  slerpTensor,
+  torchSplit,
+  torchSum,
+} from "../../src/merge/methods.ts";
 import {
   evaluateSetting,
   gradientValue,
@@ -384,6 +394,83 @@ describe("ttrl merge CLI", () => {
     const bad = cli(join(root, "nope.yml"), "--out", fresh("y"));
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /nope\.yml: config file not found/);
+  });
+});
+
+describe("mergekit's float32 statistics (torch CPU kernels)", () => {
+  const hex = (x: number) => Buffer.from(new Float32Array([x]).buffer).toString("hex");
+  // inputs of scripts/fixtures/make_slerp_large_fixture.py: bf16 patterns from a counter hash
+  const hash32 = (i: number, seed: number) => {
+    let x = (i + Math.imul(seed, 0x9e3779b9)) >>> 0;
+    x ^= x >>> 16;
+    x = Math.imul(x, 0x7feb352d) >>> 0;
+    x ^= x >>> 15;
+    x = Math.imul(x, 0x846ca68b) >>> 0;
+    return (x ^ (x >>> 16)) >>> 0;
+  };
+  const weight = (r: number) => ((r >>> 31) << 15) | ((113 + (r % 10)) << 7) | ((r >>> 8) & 0x7f);
+
+  it("fma32 rounds once (where float64-then-float32 would round twice)", () => {
+    const a = Math.fround(2 ** -12 * (1 + 2 ** -18));
+    const b = Math.fround(2 ** -12 * (1 - 2 ** -18));
+    const c = Math.fround(1 + 2 ** -23);
+    assert.equal(Math.fround(a * b + c), 1 + 2 ** -22); // the double-rounded value
+    assert.equal(fma32(a, b, c), 1 + 2 ** -23);
+    assert.equal(fma32(3, 5, -15), 0);
+    assert.equal(fma32(1.5, 2, 0.25), 3.25);
+  });
+
+  it("torch's two-pass split and cascade sum", () => {
+    assert.deepEqual(torchSplit(32767, 2), [[0, 32767]]);
+    assert.deepEqual(torchSplit(40003, 2), [
+      [0, 20002],
+      [20002, 40003],
+    ]);
+    assert.deepEqual(torchSplit(100000, 3), [
+      [0, 33334],
+      [33334, 66668],
+      [66668, 100000],
+    ]);
+    assert.deepEqual(torchSplit(100000, 1), [[0, 100000]]);
+    // small sums: rows of 4 (x0 + x4 + x5 + x6, then + x1, x2, x3); large: 8 lanes (exact values here)
+    assert.equal(torchSum(Float32Array.from([1, 2, 3, 4, 5]), 0, 5), 15);
+    const big = Float32Array.from({ length: 1000 }, (_, i) => i);
+    assert.equal(torchSum(big, 0, 1000), 499500);
+    // [1, 2^24, 0, 0, 1]: a sequential float32 sum loses both ones (2^24); torch adds x4 to x0 first
+    assert.equal(torchSum(Float32Array.from([1, 2 ** 24, 0, 0, 1]), 0, 5), 2 ** 24 + 2);
+  });
+
+  it("norms, cosine and output equal mergekit's on large tensors (2^20 chunks, per-thread sums)", async () => {
+    const { BufferPool, SlerpWorkers } = await import("../../src/merge/parallel.ts");
+    const fx = JSON.parse(readFileSync(`${FIX}/slerp_large.json`, "utf8"));
+    const pool = new BufferPool();
+    const workers = new SlerpWorkers(1);
+    try {
+      for (const c of fx.cases) {
+        const a = pool.get(2 * c.n);
+        const b = pool.get(2 * c.n);
+        const d = pool.get(2 * c.n);
+        const ha = new Uint16Array(a.buffer, a.byteOffset, c.n);
+        const hb = new Uint16Array(b.buffer, b.byteOffset, c.n);
+        for (let i = 0; i < c.n; i++) {
+          ha[i] = weight(hash32(i, c.seed_a));
+          hb[i] = c.correlated ? ha[i] ^ (hash32(i, c.seed_b) & 0x3f) : weight(hash32(i, c.seed_b));
+        }
+        const r = await workers.slerpBf16(a, b, c.t, d, fx.torch_threads);
+        assert.deepEqual([hex(r.normA), hex(r.normB), hex(r.dot)], [c.norm_a, c.norm_b, c.dot], `n=${c.n}`);
+        assert.equal(createHash("sha256").update(d).digest("hex"), c.sha256, `n=${c.n}`);
+        const s = peerSlerpStats(bf16ToF32(ha), bf16ToF32(hb), fx.torch_threads);
+        assert.deepEqual(
+          [hex(s.normA), hex(s.normB), hex(s.dot)],
+          [c.norm_a, c.norm_b, c.dot],
+          `n=${c.n} (JS)`,
+        );
+        for (const x of [a, b, d]) pool.put(x);
+      }
+    } finally {
+      await workers.close();
+      pool.clear();
+    }
   });
 });
 
