@@ -35,19 +35,79 @@ parentPort.on("message", (data) => { if (typeof self.onmessage === "function") s
 (0, eval)(workerData.source);
 `;
 
-/** A browser-style Worker over node:worker_threads, enough for jax-js's WasmWorkerPool. */
+type Reply = (data: unknown) => void;
+
+/**
+ * The pool's worker script evaluated on the main thread: jax-js's pool dispatches every kernel to its
+ * workers and then only waits, so the first "worker" of the pool runs here instead of on a thread (the
+ * main thread does its share of each kernel, and one thread fewer competes for the cores).
+ */
+class InlineRunner {
+  private onmessage: ((e: { data: unknown }) => void) | null = null;
+  private reply: Reply | null = null;
+  /** Milliseconds per work item of each kernel, measured on its inline chunks. */
+  readonly cost = new Map<string, number>();
+
+  constructor(source: string) {
+    const self: { onmessage: ((e: { data: unknown }) => void) | null } = { onmessage: null };
+    const post = (data: unknown) => this.reply?.(data);
+    new Function("self", "postMessage", source)(self, post);
+    this.onmessage = self.onmessage;
+  }
+
+  /** Run one message of the worker protocol now; its reply goes to `reply`. */
+  run(data: unknown, reply: Reply): void {
+    const msg = data as { type?: string; kernelHash?: string; begin?: number; end?: number };
+    const t0 = msg.type === "kernel" ? performance.now() : 0;
+    this.reply = reply;
+    try {
+      this.onmessage?.({ data });
+    } finally {
+      this.reply = null;
+    }
+    if (msg.type === "kernel" && msg.kernelHash !== undefined && msg.end !== undefined) {
+      const items = Math.max(1, msg.end - (msg.begin ?? 0));
+      this.cost.set(msg.kernelHash, (performance.now() - t0) / items);
+    }
+  }
+}
+
+let inline: Promise<InlineRunner> | null = null;
+let workersMade = 0;
+
+/** A chunk expected to take less than this (ms) on the main thread runs there rather than on a thread. */
+const INLINE_CHUNK_MS = 0.08;
+
+/**
+ * A browser-style Worker for jax-js's WasmWorkerPool: the pool's first worker runs inline on the main
+ * thread (see InlineRunner), the others on node:worker_threads. A thread worker hands a kernel chunk to
+ * the main thread instead when that kernel's chunks are known to be too small to be worth a thread round
+ * trip. Chunks are the pool's own, so results do not depend on where they run.
+ */
 export class BlobWorker {
   onmessage: ((e: { data: unknown }) => void) | null = null;
   onerror: ((e: { message: string }) => void) | null = null;
   private worker: NodeWorker | null = null;
   private readonly pending: unknown[] = [];
 
+  private runner: InlineRunner | null = null;
+  private readonly isInline: boolean;
+
   constructor(url: string | URL, _opts?: unknown) {
     const href = String(url);
     const blob = resolveObjectURL(href);
     if (!blob) throw new Error(`Worker adapter: cannot resolve ${href}`);
+    this.isInline = workersMade++ === 0 && !process.env.TTRL_NO_INLINE_WORKER;
+    const text = blob.text();
+    if (this.isInline) inline = text.then((source) => new InlineRunner(source));
+    const runner = inline;
     // The blob's text is only available asynchronously; queue messages until the worker exists.
-    const ready = blob.text().then((source) => {
+    const ready = text.then(async (source) => {
+      this.runner = runner ? await runner : null;
+      if (this.isInline) {
+        for (const m of this.pending.splice(0)) this.postMessage(m);
+        return;
+      }
       const w = new NodeWorker(WORKER_BOOTSTRAP, { eval: true, workerData: { source } });
       w.unref();
       w.on("message", (data) => this.onmessage?.({ data }));
@@ -59,6 +119,22 @@ export class BlobWorker {
   }
 
   postMessage(data: unknown): void {
+    const runner = this.runner;
+    const reply: Reply = (d) => this.onmessage?.({ data: d });
+    if (this.isInline) {
+      if (!runner) this.pending.push(data);
+      // Deferred, so that the pool posts the kernel's other chunks to the threads before this one runs.
+      else queueMicrotask(() => runner.run(data, reply));
+      return;
+    }
+    if (runner && this.worker) {
+      const m = data as { type?: string; kernelHash?: string; begin?: number; end?: number };
+      const c = m.type === "kernel" && m.kernelHash !== undefined ? runner.cost.get(m.kernelHash) : undefined;
+      if (c !== undefined && c * ((m.end ?? 0) - (m.begin ?? 0)) < INLINE_CHUNK_MS) {
+        queueMicrotask(() => runner.run(data, reply));
+        return;
+      }
+    }
     if (this.worker) this.worker.postMessage(data);
     else this.pending.push(data);
   }

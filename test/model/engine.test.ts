@@ -171,6 +171,43 @@ test("bad checkpoints and inputs give clear errors", async () => {
   );
 });
 
+test("the worker pool (main thread + worker threads) samples exactly as a single thread does", () => {
+  const dir = join(tmp, "threads");
+  const run = (threads: string, ...args: string[]) =>
+    spawnSync(process.execPath, ["bin/ttrl.mjs", ...args], {
+      encoding: "utf8",
+      env: { ...process.env, TTRL_THREADS: threads },
+    });
+  let r = run("1", "init-model", "--preset", "tiny", "--out", dir, "--seed", "4");
+  assert.equal(r.status, 0, r.stderr);
+  const gen = (threads: string) => {
+    // 24 samples of 24 tokens: kernels large enough to be split across the pool's workers.
+    r = run(
+      threads,
+      "generate",
+      "--model",
+      dir,
+      "--prompt",
+      "Soru: ",
+      "--num",
+      "24",
+      "--max-new-tokens",
+      "24",
+      "--json",
+    );
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+  };
+  const one = gen("1");
+  const two = gen("2");
+  assert.equal(one.length, 24);
+  assert.ok(one.some((g) => g.tokens.length > 1));
+  assert.deepEqual(two, one);
+});
+
 test("ttrl init-model, generate and logprob from the command line", () => {
   const run = (...args: string[]) =>
     spawnSync(process.execPath, ["bin/ttrl.mjs", ...args], {
