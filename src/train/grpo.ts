@@ -507,8 +507,11 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
       const chunks: Seq[][] = [];
       let rowsCap = 0;
       if (work.length > 0) {
-        const stepT = bucketLength(Math.max(...work.map((s) => s.prompt.length + s.completion.length)) - 1);
-        rowsCap = fitMicroBatch(micro, stepT, policy);
+        if (prefixForward) rowsCap = fitPrefixMicroBatch(micro, work, policy);
+        else {
+          const stepT = bucketLength(Math.max(...work.map((s) => s.prompt.length + s.completion.length)) - 1);
+          rowsCap = fitMicroBatch(micro, stepT, policy);
+        }
         for (let i = 0; i < work.length; i += rowsCap) chunks.push(work.slice(i, i + rowsCap));
       }
       // With a shared-prompt forward (Policy.prefix), each distinct prompt of a micro-batch runs once and
@@ -750,6 +753,43 @@ export function fitMicroBatch(want: number, T: number, policy: Policy): number {
   let r = 1;
   while (r * 2 <= maxRows) r *= 2;
   return r;
+}
+
+/**
+ * Rows per shared-prompt micro-batch (see packPrefixSequences): `want`, or the largest power of two below
+ * it whose micro-batches (consecutive rows of `work`) stay under MICRO_BATCH_BYTES by the policy's
+ * estimate, counting each distinct prompt's tokens once.
+ */
+export function fitPrefixMicroBatch(
+  want: number,
+  work: { prompt: number[]; completion: number[] }[],
+  policy: Policy,
+): number {
+  const Tp = bucketLength(Math.max(1, ...work.map((s) => s.prompt.length - 1)));
+  const Tc = bucketLength(Math.max(1, ...work.map((s) => s.completion.length)));
+  const bpt = policy.bytesPerToken?.(Tp + Tc);
+  if (!bpt) return want;
+  const pow2 = (n: number) => {
+    let b = 1;
+    while (b < n) b *= 2;
+    return b;
+  };
+  const fits = (rows: number) => {
+    for (let i = 0; i < work.length; i += rows) {
+      const ch = work.slice(i, i + rows);
+      const distinct = new Set(ch.map((s) => s.prompt.join(","))).size;
+      const B = Math.min(pow2(ch.length), Math.max(rows, ch.length));
+      if (bpt * (B * Tc + pow2(distinct) * Tp) > MICRO_BATCH_BYTES) return false;
+    }
+    return true;
+  };
+  if (fits(want)) return want;
+  let r = 1;
+  while (r * 2 < want) r *= 2;
+  for (; r >= 1; r /= 2) if (fits(r)) return r;
+  throw new TtrlError(
+    `one sequence of ${Tp + Tc} tokens needs about ${((bpt * (Tp + Tc)) / 2 ** 30).toFixed(1)} GiB for a training step, more than the ${MICRO_BATCH_BYTES / 2 ** 30} GiB a micro-batch may use (Wasm memory is capped at 4 GiB); lower max_completion_length`,
+  );
 }
 
 function seqIndex(subsets: number[][], pi: number): number {

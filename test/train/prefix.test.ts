@@ -8,7 +8,9 @@ import { prefixArrays, prefixLogprobs, tokenLogprobs } from "../../src/model/for
 import type { Model } from "../../src/model/index.ts";
 import { initPresetModel } from "../../src/model/presets.ts";
 import { packPrefixSequences, packSequences, type SeqSpec } from "../../src/train/batch.ts";
+import { fitPrefixMicroBatch, MICRO_BATCH_BYTES } from "../../src/train/grpo.ts";
 import type { Params } from "../../src/train/optim.ts";
+import type { Policy } from "../../src/train/policy.ts";
 import { setupRuntime } from "./helpers.ts";
 
 describe("packPrefixSequences", () => {
@@ -34,6 +36,27 @@ describe("packPrefixSequences", () => {
     assert.deepEqual(row(pb.mask, 0, 3), [1, 1, 0]);
     assert.deepEqual(row(pb.mask, 2, 3), [0, 0, 0]);
     assert.deepEqual(pb.lengths, [2, 1, 0, 0]);
+  });
+});
+
+describe("fitPrefixMicroBatch", () => {
+  it("counts each distinct prompt once and halves the rows until a micro-batch fits", () => {
+    // 8 prompts of 17 tokens (prefix 16) × 8 completions of 16 tokens: a micro-batch of r rows holds
+    // r×16 completion tokens and ceil(r/8) rounded up to a power of two prefixes of 16 tokens.
+    const work = Array.from({ length: 64 }, (_, i) => ({
+      prompt: Array.from({ length: 17 }, (_, t) => 3 + (i >> 3) + t),
+      completion: Array.from({ length: 16 }, () => 5),
+    }));
+    const policy = (bpt: number) => ({ bytesPerToken: () => bpt }) as unknown as Policy;
+    // 64 rows: 64×16 + 8×16 = 1152 tokens; 32 rows: 512 + 4×16 = 576; 16 rows: 256 + 2×16 = 288.
+    assert.equal(fitPrefixMicroBatch(64, work, policy(MICRO_BATCH_BYTES / 1152)), 64);
+    assert.equal(fitPrefixMicroBatch(64, work, policy(MICRO_BATCH_BYTES / 1151)), 32);
+    assert.equal(fitPrefixMicroBatch(64, work, policy(MICRO_BATCH_BYTES / 300)), 16);
+    assert.equal(fitPrefixMicroBatch(64, work, { bytesPerToken: undefined } as unknown as Policy), 64);
+    assert.throws(
+      () => fitPrefixMicroBatch(64, work, policy(MICRO_BATCH_BYTES)),
+      /lower max_completion_length/,
+    );
   });
 });
 
