@@ -103,23 +103,31 @@ export class BufferPool {
 
 type Call = [name: "sq" | "dot" | "mix", ...args: number[]];
 
+/**
+ * Workers take calls from a shared list: the next index comes from an atomic counter, so a thread that gets
+ * less CPU (a busy machine) simply takes fewer calls. A `dot` call's scratch argument (-1) is replaced by
+ * the running thread's own scratch area. Results go to a shared Float64Array.
+ */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const k = new WebAssembly.Instance(workerData.module, { env: { mem: workerData.memory } }).exports;
-parentPort.on("message", (calls) => {
-  const out = [];
-  for (const c of calls) out.push(k[c[0]](c[1], c[2], c[3], c[4], c[5], c[6], c[7]));
-  parentPort.postMessage(out);
+const scratch = workerData.scratch;
+parentPort.on("message", ({ calls, next, results }) => {
+  for (;;) {
+    const i = Atomics.add(next, 0, 1);
+    if (i >= calls.length) break;
+    const c = calls[i];
+    results[i] = k[c[0]](c[1], c[2], c[3], c[4], c[5], c[6] === -1 ? scratch : c[6], c[7]);
+  }
+  parentPort.postMessage(null);
 });
 `;
 
+/** Elements per output task (a multiple of 8). */
+const MIX_TASK = 1 << 18;
+
 /** Tensors smaller than this run on the main thread only. */
 const MIN_PARALLEL = 1 << 20;
-
-function run(k: Kernels, calls: Call[]): number[] {
-  const f = k as unknown as Record<string, (...a: number[]) => number>;
-  return calls.map(([name, ...args]) => f[name](...args));
-}
 
 export class SlerpWorkers {
   private readonly workers: Worker[];
@@ -129,10 +137,10 @@ export class SlerpWorkers {
     this.workers = [];
     this.waiting = [];
     const a = theArena();
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < Math.min(count, MAX_THREADS - 1); i++) {
       const w = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { module: kernelModule(), memory: a.memory },
+        workerData: { module: kernelModule(), memory: a.memory, scratch: (i + 1) * SCRATCH },
       });
       const q: ((v: unknown) => void)[] = [];
       w.on("message", (v) => q.shift()?.(v));
@@ -148,40 +156,28 @@ export class SlerpWorkers {
     return this.workers.length;
   }
 
-  private call(i: number, calls: Call[]): Promise<number[]> {
+  private call(i: number, msg: unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.waiting[i].push((v) => (v instanceof Error ? reject(v) : resolve(v as number[])));
-      this.workers[i].postMessage(calls);
+      this.waiting[i].push((v) => (v instanceof Error ? reject(v) : resolve(v)));
+      this.workers[i].postMessage(msg);
     });
   }
 
-  /**
-   * Run calls (each with its element count as weight) split into contiguous groups over the main thread
-   * and the workers; results in call order. `scratchArg`: index of the scratch-pointer argument, set per
-   * thread.
-   */
-  private async runAll(
-    calls: Call[],
-    weights: number[],
-    parallel: boolean,
-    scratchArg = -1,
-  ): Promise<number[]> {
-    const parts = parallel ? Math.min(this.workers.length + 1, calls.length) : 1;
-    const total = weights.reduce((x, y) => x + y, 0);
-    const groups: Call[][] = Array.from({ length: parts }, () => []);
-    let acc = 0;
-    calls.forEach((c, i) => {
-      const g = Math.min(parts - 1, Math.floor((acc / Math.max(1, total)) * parts));
-      acc += weights[i];
-      groups[g].push(c);
-    });
-    groups.forEach((g, t) => {
-      if (scratchArg >= 0) for (const c of g) c[scratchArg + 1] = t * SCRATCH;
-    });
-    const others = groups.slice(1).map((g, i) => (g.length ? this.call(i, g) : Promise.resolve([])));
-    const mine = run(theArena().main(), groups[0]);
-    const rest = await Promise.all(others);
-    return [mine, ...rest].flat();
+  /** Run the calls on the main thread and (when `parallel`) the workers, taking them in turn; results in call order. */
+  private async runAll(calls: Call[], parallel: boolean): Promise<Float64Array> {
+    const results = new Float64Array(new SharedArrayBuffer(8 * Math.max(1, calls.length)));
+    const next = new Int32Array(new SharedArrayBuffer(4));
+    const helpers = parallel && calls.length > 1 ? this.workers : [];
+    const done = helpers.map((_, i) => this.call(i, { calls, next, results }));
+    const k = theArena().main() as unknown as Record<string, (...a: number[]) => number>;
+    for (;;) {
+      const i = Atomics.add(next, 0, 1);
+      if (i >= calls.length) break;
+      const c = calls[i];
+      results[i] = k[c[0]](c[1], c[2], c[3], c[4], c[5], c[6] === -1 ? 0 : c[6], c[7]);
+    }
+    await Promise.all(done);
+    return results;
   }
 
   /**
@@ -206,15 +202,13 @@ export class SlerpWorkers {
     const pb = b.byteOffset;
     // 1: Σx² per chunk, a's then b's
     const sqCalls: Call[] = [];
-    const sqW: number[] = [];
     for (const p of [pa, pb]) {
       for (let c = 0; c < chunks; c++) {
         const m = Math.min(TORCH_CHUNK, n - c * TORCH_CHUNK);
         sqCalls.push(["sq", p + 2 * c * TORCH_CHUNK, m]);
-        sqW.push(m);
       }
     }
-    const sq = await this.runAll(sqCalls, sqW, parallel);
+    const sq = await this.runAll(sqCalls, parallel);
     const norms = (o: number) => Float32Array.from(sq.slice(o, o + chunks), (s) => Math.fround(Math.sqrt(s)));
     let ra = torchNormOf(norms(0));
     let rb = torchNormOf(norms(chunks));
@@ -223,7 +217,6 @@ export class SlerpWorkers {
     if (!(rb > eps)) rb = 1;
     // 2: dot per chunk, in torch's per-thread parts
     const dotCalls: Call[] = [];
-    const dotW: number[] = [];
     const partsOf: number[] = [];
     for (let c = 0; c < chunks; c++) {
       const s = c * TORCH_CHUNK;
@@ -232,11 +225,10 @@ export class SlerpWorkers {
       partsOf.push(split.length === 1 && (m < 32768 || threads <= 1) ? 0 : split.length);
       for (const [b0, e0] of split) {
         const rows = (e0 - b0) >> 5;
-        dotCalls.push(["dot", pa + 2 * (s + b0), pb + 2 * (s + b0), e0 - b0, ra, rb, 0, levelPower(rows)]);
-        dotW.push(e0 - b0);
+        dotCalls.push(["dot", pa + 2 * (s + b0), pb + 2 * (s + b0), e0 - b0, ra, rb, -1, levelPower(rows)]);
       }
     }
-    const partial = await this.runAll(dotCalls, dotW, parallel, 5);
+    const partial = await this.runAll(dotCalls, parallel);
     const dots = new Float32Array(chunks);
     let j = 0;
     for (let c = 0; c < chunks; c++) {
@@ -251,18 +243,12 @@ export class SlerpWorkers {
     const { c0, c1 } = coefficientsFromDot(t, dot);
     // 3: output, in ranges of whole 8-element groups; the < 8 tail in JS
     const n8 = n - (n % 8);
-    const P = parallel ? this.workers.length + 1 : 1;
     const mixCalls: Call[] = [];
-    const mixW: number[] = [];
-    for (let i = 0; i < P; i++) {
-      const s = Math.round((n8 / 8) * (i / P)) * 8;
-      const e = Math.round((n8 / 8) * ((i + 1) / P)) * 8;
-      if (e > s) {
-        mixCalls.push(["mix", pa + 2 * s, pb + 2 * s, dst.byteOffset + 2 * s, e - s, c0, c1]);
-        mixW.push(e - s);
-      }
+    for (let s = 0; s < n8; s += MIX_TASK) {
+      const e = Math.min(n8, s + MIX_TASK);
+      mixCalls.push(["mix", pa + 2 * s, pb + 2 * s, dst.byteOffset + 2 * s, e - s, c0, c1]);
     }
-    await this.runAll(mixCalls, mixW, parallel);
+    await this.runAll(mixCalls, parallel);
     if (n8 < n) {
       const h = (x: Uint8Array) => new Uint16Array(x.buffer, x.byteOffset, n);
       slerpBf16Pass2(h(a), h(b), h(dst), n8, n, c0, c1);
