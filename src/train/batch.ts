@@ -85,7 +85,13 @@ export interface PackedPrefixBatch extends PrefixBatch {
  * (targets), right-padded to Tc. Rows past `seqs.length` are padding with an all-zero mask. Prompts need
  * at least one token; completions at least one to be trained.
  */
-export function packPrefixSequences(seqs: SeqSpec[], B: number, padId: number): PackedPrefixBatch {
+export function packPrefixSequences(
+  seqs: SeqSpec[],
+  B: number,
+  padId: number,
+  /** Smallest padded sizes (e.g. shared by every micro-batch of a step, so jit compiles one shape). */
+  min: { Pg?: number; Tp?: number; Tc?: number } = {},
+): PackedPrefixBatch {
   if (seqs.length > B) throw new Error(`packPrefixSequences: ${seqs.length} sequences for ${B} rows`);
   const key = new Map<string, number>();
   const prompts: number[][] = [];
@@ -102,9 +108,9 @@ export function packPrefixSequences(seqs: SeqSpec[], B: number, padId: number): 
     rows[r] = u;
   });
   let Pg = 1;
-  while (Pg < prompts.length) Pg *= 2;
-  const Tp = bucketLength(Math.max(1, ...prompts.map((p) => p.length - 1)));
-  const Tc = bucketLength(Math.max(1, ...seqs.map((s) => s.completion.length)));
+  while (Pg < Math.max(prompts.length, min.Pg ?? 1)) Pg *= 2;
+  const Tp = bucketLength(Math.max(1, min.Tp ?? 1, ...prompts.map((p) => p.length - 1)));
+  const Tc = bucketLength(Math.max(1, min.Tc ?? 1, ...seqs.map((s) => s.completion.length)));
   const prefix = new Int32Array(Pg * Tp).fill(padId);
   const prefixLen = new Array<number>(Pg).fill(0);
   prompts.forEach((p, u) => {

@@ -516,6 +516,12 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
       }
       // With a shared-prompt forward (Policy.prefix), each distinct prompt of a micro-batch runs once and
       // its completions attend to it; otherwise every row is a full prompt + completion sequence.
+      // Shared-prompt micro-batches of a step all get the step's largest sizes: one compiled shape.
+      const sizes = {
+        Pg: Math.max(1, ...chunks.map((ch) => new Set(ch.map((s) => s.prompt.join(","))).size)),
+        Tp: Math.max(1, ...work.map((s) => s.prompt.length - 1)),
+        Tc: Math.max(1, ...work.map((s) => s.completion.length)),
+      };
       const packed: (PackedBatch | PackedPrefixBatch)[] = chunks.map((ch) => {
         let B = 1;
         while (B < ch.length) B *= 2;
@@ -523,7 +529,7 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
         const specs = ch.map(
           (s): SeqSpec => ({ prompt: s.prompt, completion: s.completion, train: s.train }),
         );
-        if (prefixForward) return packPrefixSequences(specs, B, padId);
+        if (prefixForward) return packPrefixSequences(specs, B, padId, sizes);
         const T = bucketLength(Math.max(...ch.map((s) => s.prompt.length + s.completion.length)) - 1);
         return packSequences(specs, B, T, padId);
       });
