@@ -287,25 +287,36 @@ export function decodeStep(
   const wi = np.arange(0, W, 1, { dtype: np.int32 });
   const sl = slot.reshape([B, 1, 1, 1]);
   const write = wi.ref.reshape([1, 1, W, 1]).equal(sl.ref);
-  const recentMask = wi.reshape([1, 1, 1, W]).lessEqual(sl);
+  const recentMask = wi.reshape([1, 1, 1, W]).less(sl);
   const scale = 1 / Math.sqrt(D);
   const out: KvCache = { k: [], v: [] };
   const neg = Number.NEGATIVE_INFINITY;
   const h = decoder(params, config, tokens.reshape([B, 1]), cos, sin, {
     attend: (l, q, k, v) => {
       // q [B,1,H,D] → [B,K,G,D] (HF's repeat_kv: query head n reads kv head floor(n / G)).
-      const rk = np.where(write.ref, k.reshape([B, K, 1, D]), recent.k[l]);
-      const rv = np.where(write.ref, v.reshape([B, K, 1, D]), recent.v[l]);
-      out.k.push(rk.ref);
-      out.v.push(rv.ref);
+      // Three score blocks: the cache, the recent slots before `slot`, and this step's own key. Scoring
+      // the new key on its own (not through the updated recent buffer) makes jit materialise the rotated
+      // key once instead of recomputing RoPE inside the buffer update for every slot.
+      const kn = k.reshape([B, K, 1, D]);
+      const vn = v.reshape([B, K, 1, D]);
+      out.k.push(np.where(write.ref, kn.ref, recent.k[l].ref));
+      out.v.push(np.where(write.ref, vn.ref, recent.v[l].ref));
       const qg = q.reshape([B, K, G, D]).mul(scale);
       const s1 = np.where(cacheMask.ref, np.matmul(qg.ref, cache.k[l].transpose([0, 1, 3, 2])), neg);
-      const s2 = np.where(recentMask.ref, np.matmul(qg, rk.transpose([0, 1, 3, 2])), neg);
-      const m = np.maximum(s1.ref.max(-1, { keepdims: true }), s2.ref.max(-1, { keepdims: true }));
+      const s2 = np.where(recentMask.ref, np.matmul(qg.ref, recent.k[l].transpose([0, 1, 3, 2])), neg);
+      const s3 = np.matmul(qg, kn.transpose([0, 1, 3, 2])); // [B,K,G,1]
+      const m = np.maximum(
+        np.maximum(s1.ref.max(-1, { keepdims: true }), s2.ref.max(-1, { keepdims: true })),
+        s3.ref,
+      );
       const e1 = np.exp(s1.sub(m.ref));
-      const e2 = np.exp(s2.sub(m));
-      const z = e1.ref.sum(-1, { keepdims: true }).add(e2.ref.sum(-1, { keepdims: true }));
-      const o = np.matmul(e1, cache.v[l]).add(np.matmul(e2, rv)).div(z);
+      const e2 = np.exp(s2.sub(m.ref));
+      const e3 = np.exp(s3.sub(m));
+      const z = e1.ref
+        .sum(-1, { keepdims: true })
+        .add(e2.ref.sum(-1, { keepdims: true }))
+        .add(e3.ref);
+      const o = np.matmul(e1, cache.v[l]).add(np.matmul(e2, recent.v[l])).add(e3.mul(vn)).div(z);
       return o.reshape([B, 1, H, D]);
     },
   });
