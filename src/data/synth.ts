@@ -811,6 +811,16 @@ export interface SynthOptions {
    * output byte-identical to a set made without the option.
    */
   looseFormat?: number;
+  /** Reject problems with any number (in the question or a worked step) above this (default: no limit). */
+  maxNumber?: number;
+}
+
+/** The largest number in a problem's question and worked steps (numbers read in either locale's grouping). */
+function maxNumberIn(out: Out): number {
+  let m = 0;
+  for (const t of [out.q, ...out.steps])
+    for (const x of t.match(/\d+(?:[.,]\d{3})*/g) ?? []) m = Math.max(m, Number(x.replace(/[.,]/g, "")));
+  return m;
 }
 
 export function solutionText(steps: string[], answer: string, lang: Lang): string {
@@ -921,6 +931,10 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
       reject("solution too long");
       continue;
     }
+    if (opts.maxNumber !== undefined && maxNumberIn(out) > opts.maxNumber) {
+      reject("number too large");
+      continue;
+    }
     if (seen.has(out.q)) {
       reject("duplicate");
       continue;
@@ -980,7 +994,12 @@ export function synthesizeDrills(opts: SynthOptions, n: number, linesPerRow = 8)
   while (rows.length < n) {
     const tmpl = pool[rng.int(pool.length)];
     const out = tmpl.gen(new G(rng, opts.lang, levels[rng.int(levels.length)]));
-    if (!out || !Number.isSafeInteger(out.answer) || out.answer < 0) {
+    if (
+      !out ||
+      !Number.isSafeInteger(out.answer) ||
+      out.answer < 0 ||
+      (opts.maxNumber !== undefined && maxNumberIn(out) > opts.maxNumber)
+    ) {
       if (++misses > 1000 + n * 200) throw new UsageError("could not make drills for these --ops/--levels");
       continue;
     }

@@ -271,6 +271,27 @@ describe("data synth", () => {
     assert.match(bad.stderr, /--drills .* without --split/);
   });
 
+  it("--max-number keeps every number of a problem, its steps and its drills at or below the limit", () => {
+    const nums = (t: string) => (t.match(/\d+(?:\.\d{3})*/g) ?? []).map((x) => Number(x.replace(/\./g, "")));
+    const { rows, stats } = synthesize({
+      lang: "tr",
+      n: 500,
+      seed: 2,
+      levels: [1],
+      ops: [1, 2],
+      maxNumber: 30,
+    });
+    assert.equal(rows.length, 500);
+    assert.ok((stats.rejected["number too large"] ?? 0) > 0);
+    const all = rows.flatMap((r) => [...nums(r.question), ...nums(r.solution!)]);
+    assert.ok(Math.max(...all) <= 30 && Math.max(...all) === 30, `max ${Math.max(...all)}`);
+    const drills = synthesizeDrills({ lang: "tr", n: 0, seed: 2, levels: [1], maxNumber: 30 }, 40);
+    assert.ok(Math.max(...drills.flatMap((d) => nums(d.text))) <= 30);
+    // Without the limit the same level has larger numbers.
+    const free = synthesize({ lang: "tr", n: 500, seed: 2, levels: [1], ops: [1, 2] }).rows;
+    assert.ok(Math.max(...free.flatMap((r) => nums(r.solution!))) > 30);
+  });
+
   it("rejects bad options with usage errors", () => {
     const r = cli(["synth", "--n", "5", "--seed", "1", "--ops", "4", "--out", tmpdir()]);
     assert.equal(r.status, 2);

@@ -367,6 +367,11 @@ export function register(program: Command): void {
     .option("--exclude <file>", "never produce a question of this dataset (repeatable)", collect, [])
     .option("--id-prefix <p>", "id prefix (default synth-LANG-sSEED)")
     .option(
+      "--max-number <n>",
+      "reject problems with any number above n (in the question or a step)",
+      parseIntOption("--max-number", 1),
+    )
+    .option(
       "--loose-format <p>",
       "share of solutions in a looser layout (no reasoning tags, untagged answer, trailing text) for base-model warm-ups",
       parseFloatOption("--loose-format", 0, 1),
@@ -396,6 +401,7 @@ export function register(program: Command): void {
         exclude,
         idPrefix: f.idPrefix,
         looseFormat: f.looseFormat,
+        maxNumber: f.maxNumber,
       });
       const lines = [`generated: ${rows.length} (attempts ${stats.attempts})`];
       if (f.looseFormat > 0) lines.push(`loose layouts: ${JSON.stringify(stats.byLayout)}`);
@@ -423,6 +429,7 @@ export function register(program: Command): void {
               ops: f.ops,
               levels: f.levels,
               idPrefix: f.idPrefix,
+              maxNumber: f.maxNumber,
               templates: f.templates ? String(f.templates).split(",") : undefined,
             },
             f.drills,
