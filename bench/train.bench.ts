@@ -10,7 +10,7 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { peakRssMiB, writeSection } from "./lib.ts";
 
@@ -189,6 +189,8 @@ for (const preset of ["tiny", "medium"]) {
 }
 const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : "-");
 const ratio = (a: number, b: number) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : "-");
+/** 1-minute load average now (the machine is shared: other jobs' load is part of every number). */
+const load = () => loadavg()[0].toFixed(1);
 const only = process.env.TTRL_BENCH_PRESETS?.split(",") ?? ["tiny", "medium"];
 
 // (a) training throughput (steps after one warm-up/compile step)
@@ -200,12 +202,14 @@ const rowsA: string[] = [];
 for (const preset of only) {
   const { B, T, steps } = trainShapes[preset];
   for (const threads of [1, 2]) {
+    const lt = load();
     const t = worker(["train", models[preset], B, T, steps, threads], threads);
+    const lp = load();
     const p = peer("torch_train.py", [models[preset], B, T, threads, steps], threads);
     const tt = t.tokens_per_s as number;
     const pt = p ? (p.tokens_per_s as number) : Number.NaN;
     rowsA.push(
-      `| ${preset} | ${B}×${T} | ${threads} | ${fmt(tt)} | ${fmt(t.first_step_s as number, 1)} | ${fmt(t.peak_rss_mib as number)} | ${fmt(pt)} | ${p ? fmt(p.peak_rss_mib as number) : "-"} | ${ratio(tt, pt)} |`,
+      `| ${preset} | ${B}×${T} | ${threads} | ${fmt(tt)} | ${fmt(t.first_step_s as number, 1)} | ${fmt(t.peak_rss_mib as number)} | ${fmt(pt)} | ${p ? fmt(p.peak_rss_mib as number) : "-"} | ${ratio(tt, pt)} | ${lt} / ${lp} |`,
     );
     console.log(rowsA[rowsA.length - 1]);
   }
@@ -222,7 +226,9 @@ const rowsB: string[] = [];
 for (const preset of only) {
   const threads = 2;
   const { L, steps } = grpoShapes[preset];
+  const lt = load();
   const t = worker(["grpo", models[preset], P, G, L, steps, threads], threads);
+  const lp = load();
   const p = peer("trl_grpo.py", [models[preset], P, G, L, threads, steps], threads);
   const last = (o: Record<string, unknown>, k: string) => {
     const a = o[k] as number[];
@@ -234,11 +240,11 @@ for (const preset of only) {
   const pTok = p ? (P * G * last(p, "mean_completion_length")) / pStep : Number.NaN;
   const which = steps > 1 ? `step ${steps} of ${steps}` : "first step (incl. compile)";
   rowsB.push(
-    `| ${preset} | ${L} | ${which} | ttrl | ${fmt(tStep, 2)} | ${fmt(last(t, "sampling_s"), 2)} | ${fmt(last(t, "reference_s"), 2)} | ${fmt(last(t, "update_s"), 2)} | ${fmt(last(t, "mean_completion_length"), 1)} | ${fmt(tTok)} | ${fmt(t.peak_rss_mib as number)} | ${ratio(pStep, tStep)} |`,
+    `| ${preset} | ${L} | ${which} | ttrl | ${fmt(tStep, 2)} | ${fmt(last(t, "sampling_s"), 2)} | ${fmt(last(t, "reference_s"), 2)} | ${fmt(last(t, "update_s"), 2)} | ${fmt(last(t, "mean_completion_length"), 1)} | ${fmt(tTok)} | ${fmt(t.peak_rss_mib as number)} | ${ratio(pStep, tStep)} | ${lt} |`,
   );
   if (p)
     rowsB.push(
-      `| ${preset} | ${L} | ${which} | TRL 1.16 | ${fmt(pStep, 2)} | ${fmt(last(p, "sampling_s"), 2)} | (in sampling) | ${fmt(last(p, "update_s"), 2)} | ${fmt(last(p, "mean_completion_length"), 1)} | ${fmt(pTok)} | ${fmt(p.peak_rss_mib as number)} | 1.00× |`,
+      `| ${preset} | ${L} | ${which} | TRL 1.16 | ${fmt(pStep, 2)} | ${fmt(last(p, "sampling_s"), 2)} | (in sampling) | ${fmt(last(p, "update_s"), 2)} | ${fmt(last(p, "mean_completion_length"), 1)} | ${fmt(pTok)} | ${fmt(p.peak_rss_mib as number)} | 1.00× | ${lp} |`,
     );
   console.log(rowsB.slice(-2).join("\n"));
 }
@@ -251,10 +257,11 @@ writeSection(
 B×T batch with the first quarter of each row masked (prompt), timed after one warm-up/compile step
 (tiny: mean of 3 steps, medium: 1 step — short runs on a shared 2-core machine; treat ±20% as noise).
 Peer: PyTorch 2.13 CPU (\`bench/peers/torch_train.py\`, transformers LlamaForCausalLM, sdpa attention)
-with the same model folder, shape and \`torch.set_num_threads\`. Ratio = ttrl tok/s ÷ PyTorch tok/s.
+with the same model folder, shape and \`torch.set_num_threads\`. Ratio = ttrl tok/s ÷ PyTorch tok/s; load avg
+as in (b).
 
-| model | B×T | threads | ttrl tok/s | ttrl first step (s, compile) | ttrl peak RSS (MiB) | PyTorch tok/s | PyTorch peak RSS (MiB) | ratio |
-|---|---|---|---|---|---|---|---|---|
+| model | B×T | threads | ttrl tok/s | ttrl first step (s, compile) | ttrl peak RSS (MiB) | PyTorch tok/s | PyTorch peak RSS (MiB) | ratio | load avg ttrl / PyTorch |
+|---|---|---|---|---|---|---|---|---|---|
 ${rowsA.join("\n")}
 
 (b) GRPO steps, P = ${P} prompts × G = ${G} completions, max_completion_length L, no stop strings (EOS
@@ -263,11 +270,14 @@ Peer: TRL 1.16 GRPOTrainer on PyTorch 2.13 CPU (\`bench/peers/trl_grpo.py\`) wit
 folder, prompts, reward and settings; its sampling column is \`_generate_and_score_completions\`
 (generation + rewards), update = the rest of the step. Reward: (completion length in characters mod 7)
 / 7, so groups have reward spread and every completion takes part in the update (ttrl skips
-zero-advantage rows, which would flatter it). tok/s = completion tokens ÷ step seconds. Speed-up = TRL
-step s ÷ ttrl step s (≥ 1 means ttrl is faster).
+zero-advantage rows, which would flatter it). ttrl's update runs each distinct prompt of a micro-batch
+once and its completions attend to that prompt's keys/values (same log-probs and gradients up to float
+rounding, test/train/prefix.test.ts); TRL runs every prompt + completion row. tok/s = completion tokens
+÷ step seconds. Speed-up = TRL step s ÷ ttrl step s (≥ 1 means ttrl is faster). Load avg = the
+machine's 1-minute load average just before that trainer's run (2 cores; other people's jobs included).
 
-| model | L | measured | trainer | step (s) | sampling (s) | reference (s) | update (s) | mean completion len | tok/s | peak RSS (MiB) | speed-up vs TRL |
-|---|---|---|---|---|---|---|---|---|---|---|---|
+| model | L | measured | trainer | step (s) | sampling (s) | reference (s) | update (s) | mean completion len | tok/s | peak RSS (MiB) | speed-up vs TRL | load avg |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${rowsB.join("\n")}
 
 Models: \`ttrl init-model --preset tiny\` (0.32 M parameters) and \`--preset medium\` (~29 M), random
