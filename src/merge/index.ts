@@ -521,7 +521,7 @@ async function computeTensor(
 }
 
 /** Tensors whose inputs are being read ahead of the one being computed. */
-const PREFETCH = Number(process.env.TTRL_MERGE_PREFETCH) || 2;
+const PREFETCH = 2;
 /** Tensors being written at once. */
 const WRITES = 3;
 
