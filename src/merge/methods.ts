@@ -358,15 +358,32 @@ export function peerSlerpStats(
   b: Float32Array,
   threads = peerThreads(),
 ): { normA: number; normB: number; dot: number } {
-  const n = a.length;
+  return peerSlerpStatsOf(
+    a.length,
+    (s, m) => a.subarray(s, s + m),
+    (s, m) => b.subarray(s, s + m),
+    threads,
+  );
+}
+
+/**
+ * The same statistics from chunk accessors: `chunkA(s, m)` gives elements [s, s+m) of a as float32 (valid
+ * until the next call), so inputs in other forms (bf16) need only a chunk of float32 at a time.
+ */
+export function peerSlerpStatsOf(
+  n: number,
+  chunkA: (s: number, m: number) => Float32Array,
+  chunkB: (s: number, m: number) => Float32Array,
+  threads = peerThreads(),
+): { normA: number; normB: number; dot: number } {
   const chunks = Math.max(1, Math.ceil(n / TORCH_CHUNK));
   const pa = new Float32Array(chunks);
   const pb = new Float32Array(chunks);
   for (let c = 0; c < chunks; c++) {
     const s = c * TORCH_CHUNK;
     const m = Math.min(TORCH_CHUNK, n - s);
-    pa[c] = fr(Math.sqrt(torchSquares(a, s, m)));
-    pb[c] = fr(Math.sqrt(torchSquares(b, s, m)));
+    pa[c] = fr(Math.sqrt(torchSquares(chunkA(s, m), 0, m)));
+    pb[c] = fr(Math.sqrt(torchSquares(chunkB(s, m), 0, m)));
   }
   let normA = torchNormOf(pa);
   let normB = torchNormOf(pb);
@@ -377,7 +394,9 @@ export function peerSlerpStats(
   for (let c = 0; c < chunks; c++) {
     const s = c * TORCH_CHUNK;
     const m = Math.min(TORCH_CHUNK, n - s);
-    for (let i = 0; i < m; i++) prod[i] = fr(a[s + i] / normA) * fr(b[s + i] / normB);
+    const xa = chunkA(s, m);
+    const xb = chunkB(s, m);
+    for (let i = 0; i < m; i++) prod[i] = fr(xa[i] / normA) * fr(xb[i] / normB);
     dots[c] = torchRowSum(m, threads, (s0, m0) => torchSum(prod, s0, m0));
   }
   let dot = torchSum(dots, 0, chunks);

@@ -10,8 +10,10 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { bf16ToF32 } from "../io/dtype.ts";
 import {
   coefficientsFromDot,
+  peerSlerpStatsOf,
   peerThreads,
   slerpBf16Pass2,
   TORCH_CHUNK,
@@ -193,9 +195,7 @@ export class SlerpWorkers {
   ): Promise<{ normA: number; normB: number; dot: number; c0: number; c1: number }> {
     const n = a.byteLength / 2;
     const owned = theArena().owned;
-    if (!owned.has(a) || !owned.has(b) || !owned.has(dst)) {
-      throw new Error("slerpBf16: buffers must come from BufferPool");
-    }
+    if (!owned.has(a) || !owned.has(b) || !owned.has(dst)) return slerpBf16Js(a, b, t, dst, threads);
     const parallel = n >= MIN_PARALLEL && this.workers.length > 0;
     const chunks = Math.max(1, Math.ceil(n / TORCH_CHUNK));
     const pa = a.byteOffset;
@@ -259,6 +259,30 @@ export class SlerpWorkers {
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
+}
+
+/**
+ * The same SLERP in JavaScript for buffers outside the kernel memory (a tensor too large for its 4 GiB):
+ * the same statistics, decoded a chunk at a time.
+ */
+function slerpBf16Js(
+  a: Uint8Array,
+  b: Uint8Array,
+  t: number,
+  dst: Uint8Array,
+  threads: number,
+): { normA: number; normB: number; dot: number; c0: number; c1: number } {
+  const n = a.byteLength / 2;
+  const h = (x: Uint8Array) => new Uint16Array(x.buffer, x.byteOffset, n);
+  const [ha, hb] = [h(a), h(b)];
+  const bufA = new Float32Array(Math.min(TORCH_CHUNK, n));
+  const bufB = new Float32Array(Math.min(TORCH_CHUNK, n));
+  const chunk = (x: Uint16Array, buf: Float32Array) => (s: number, m: number) =>
+    bf16ToF32(x.subarray(s, s + m), buf.subarray(0, m));
+  const st = peerSlerpStatsOf(n, chunk(ha, bufA), chunk(hb, bufB), threads);
+  const { c0, c1 } = coefficientsFromDot(t, st.dot);
+  slerpBf16Pass2(ha, hb, h(dst), 0, n, c0, c1);
+  return { ...st, c0, c1 };
 }
 
 function levelPower(rows: number): number {
