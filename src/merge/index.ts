@@ -23,7 +23,7 @@ import {
   slerpTensor,
   taskArithmeticTensor,
 } from "./methods.ts";
-import { BufferPool, SlerpWorkers } from "./parallel.ts";
+import { BufferPool, releaseKernelMemory, SlerpWorkers } from "./parallel.ts";
 import { layerPosition, ParamError, type ParamSpec, resolveParameter } from "./params.ts";
 
 export interface MergeOptions {
@@ -621,6 +621,7 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
   } finally {
     await workers.close();
     pool.clear();
+    releaseKernelMemory();
     for (const m of plan.models.values()) await m.ckpt.close();
   }
   return {

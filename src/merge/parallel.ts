@@ -79,14 +79,24 @@ function theArena(): Arena {
   return arena;
 }
 
+/**
+ * Let the current kernel memory go (it cannot shrink): pools and workers made afterwards get a new one,
+ * and the old one is freed once nothing refers to it. `runMerge` calls this when it is done, so a
+ * long-running process (`ttrl experiment`) does not keep the merge's buffers resident.
+ */
+export function releaseKernelMemory(): void {
+  arena = null;
+}
+
 /** Reusable byte buffers in the shared kernel memory (plain SharedArrayBuffers if it is full), by length. */
 export class BufferPool {
   private free = new Map<number, Uint8Array[]>();
+  private readonly arena = theArena();
 
   get(bytes: number): Uint8Array {
     const b = this.free.get(bytes)?.pop();
     if (b) return b;
-    return theArena().alloc(bytes) ?? new Uint8Array(new SharedArrayBuffer(Math.max(bytes, 1)), 0, bytes);
+    return this.arena.alloc(bytes) ?? new Uint8Array(new SharedArrayBuffer(Math.max(bytes, 1)), 0, bytes);
   }
 
   put(b: Uint8Array): void {
@@ -97,8 +107,7 @@ export class BufferPool {
 
   /** Hand every pooled buffer back to the shared memory (for the next merge in this process). */
   clear(): void {
-    const a = arena;
-    for (const l of this.free.values()) for (const b of l) if (a?.owned.has(b)) a.release(b);
+    for (const l of this.free.values()) for (const b of l) if (this.arena.owned.has(b)) this.arena.release(b);
     this.free.clear();
   }
 }
@@ -134,11 +143,12 @@ const MIN_PARALLEL = 1 << 20;
 export class SlerpWorkers {
   private readonly workers: Worker[];
   private readonly waiting: ((v: unknown) => void)[][];
+  private readonly arena = theArena();
 
   constructor(count = Math.max(0, Math.min(3, availableParallelism() - 1))) {
     this.workers = [];
     this.waiting = [];
-    const a = theArena();
+    const a = this.arena;
     for (let i = 0; i < Math.min(count, MAX_THREADS - 1); i++) {
       const w = new Worker(WORKER_SOURCE, {
         eval: true,
@@ -171,7 +181,7 @@ export class SlerpWorkers {
     const next = new Int32Array(new SharedArrayBuffer(4));
     const helpers = parallel && calls.length > 1 ? this.workers : [];
     const done = helpers.map((_, i) => this.call(i, { calls, next, results }));
-    const k = theArena().main() as unknown as Record<string, (...a: number[]) => number>;
+    const k = this.arena.main() as unknown as Record<string, (...a: number[]) => number>;
     for (;;) {
       const i = Atomics.add(next, 0, 1);
       if (i >= calls.length) break;
@@ -194,7 +204,7 @@ export class SlerpWorkers {
     threads = peerThreads(),
   ): Promise<{ normA: number; normB: number; dot: number; c0: number; c1: number }> {
     const n = a.byteLength / 2;
-    const owned = theArena().owned;
+    const owned = this.arena.owned;
     if (!owned.has(a) || !owned.has(b) || !owned.has(dst)) return slerpBf16Js(a, b, t, dst, threads);
     const parallel = n >= MIN_PARALLEL && this.workers.length > 0;
     const chunks = Math.max(1, Math.ceil(n / TORCH_CHUNK));
