@@ -516,9 +516,15 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
       }
       // With a shared-prompt forward (Policy.prefix), each distinct prompt of a micro-batch runs once and
       // its completions attend to it; otherwise every row is a full prompt + completion sequence.
-      // Shared-prompt micro-batches of a step all get the step's largest sizes: one compiled shape.
+      // Shared-prompt micro-batches of a step all get the step's largest sizes, and room for as many
+      // prompts as a micro-batch could hold (not the count it happens to hold, which moves with the rows
+      // skipped for zero advantage): one compiled shape per step, the same from step to step.
+      const distinct = new Set(work.map((s) => s.prompt.join(","))).size;
       const sizes = {
-        Pg: Math.max(1, ...chunks.map((ch) => new Set(ch.map((s) => s.prompt.join(","))).size)),
+        Pg: Math.max(
+          Math.min(rowsCap, distinct),
+          ...chunks.map((ch) => new Set(ch.map((s) => s.prompt.join(","))).size),
+        ),
         Tp: Math.max(1, ...work.map((s) => s.prompt.length - 1)),
         Tc: Math.max(1, ...work.map((s) => s.completion.length)),
       };
