@@ -258,6 +258,8 @@ export interface GrpoRunResult {
 }
 
 interface Seq {
+  /** Index of the sequence's prompt in the step (its group). */
+  group: number;
   prompt: number[];
   completion: number[];
   adv: number;
@@ -479,6 +481,7 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
           const s = samples[pi * N + gi];
           const truncated = s.finishReason === "length";
           seqs.push({
+            group: pi,
             prompt: promptIds[ri],
             completion: s.tokens,
             adv: advantages[pi][j],
@@ -507,22 +510,24 @@ export async function trainGrpo(o: GrpoRunOptions): Promise<GrpoRunResult> {
       const chunks: Seq[][] = [];
       let rowsCap = 0;
       if (work.length > 0) {
-        if (prefixForward) rowsCap = fitPrefixMicroBatch(micro, work, policy);
-        else {
+        if (prefixForward) {
+          // Micro-batches of whole groups (at most rowsCap rows and ⌊rowsCap / M⌋ groups), so the number
+          // of prompts per micro-batch — a compiled shape — stays the same from step to step.
+          rowsCap = fitPrefixMicroBatch(micro, work, policy, M);
+          chunks.push(...chunkByGroups(work, rowsCap, Math.max(1, Math.floor(rowsCap / M))));
+        } else {
           const stepT = bucketLength(Math.max(...work.map((s) => s.prompt.length + s.completion.length)) - 1);
           rowsCap = fitMicroBatch(micro, stepT, policy);
+          for (let i = 0; i < work.length; i += rowsCap) chunks.push(work.slice(i, i + rowsCap));
         }
-        for (let i = 0; i < work.length; i += rowsCap) chunks.push(work.slice(i, i + rowsCap));
       }
       // With a shared-prompt forward (Policy.prefix), each distinct prompt of a micro-batch runs once and
       // its completions attend to it; otherwise every row is a full prompt + completion sequence.
-      // Shared-prompt micro-batches of a step all get the step's largest sizes, and room for as many
-      // prompts as a micro-batch could hold (not the count it happens to hold, which moves with the rows
-      // skipped for zero advantage): one compiled shape per step, the same from step to step.
-      const distinct = new Set(work.map((s) => s.prompt.join(","))).size;
+      // Shared-prompt micro-batches of a step all get the step's largest sizes and room for the most
+      // groups a micro-batch may hold: one compiled shape, the same from step to step.
       const sizes = {
         Pg: Math.max(
-          Math.min(rowsCap, distinct),
+          Math.floor(rowsCap / M),
           ...chunks.map((ch) => new Set(ch.map((s) => s.prompt.join(","))).size),
         ),
         Tp: Math.max(1, ...work.map((s) => s.prompt.length - 1)),
@@ -774,8 +779,10 @@ export function fitMicroBatch(want: number, T: number, policy: Policy): number {
  */
 export function fitPrefixMicroBatch(
   want: number,
-  work: { prompt: number[]; completion: number[] }[],
+  work: { prompt: number[]; completion: number[]; group?: number }[],
   policy: Policy,
+  /** Rows per group: micro-batches are then whole groups (see chunkByGroups). */
+  rowsPerGroup?: number,
 ): number {
   const Tp = bucketLength(Math.max(1, ...work.map((s) => s.prompt.length - 1)));
   const Tc = bucketLength(Math.max(1, ...work.map((s) => s.completion.length)));
@@ -787,8 +794,10 @@ export function fitPrefixMicroBatch(
     return b;
   };
   const fits = (rows: number) => {
-    for (let i = 0; i < work.length; i += rows) {
-      const ch = work.slice(i, i + rows);
+    const chunks: (typeof work)[] = [];
+    if (rowsPerGroup) chunks.push(...chunkByGroups(work, rows, Math.max(1, Math.floor(rows / rowsPerGroup))));
+    else for (let i = 0; i < work.length; i += rows) chunks.push(work.slice(i, i + rows));
+    for (const ch of chunks) {
       const distinct = new Set(ch.map((s) => s.prompt.join(","))).size;
       const B = Math.min(pow2(ch.length), Math.max(rows, ch.length));
       if (bpt * (B * Tc + pow2(distinct) * Tp) > MICRO_BATCH_BYTES) return false;
@@ -802,6 +811,30 @@ export function fitPrefixMicroBatch(
   throw new TtrlError(
     `one sequence of ${Tp + Tc} tokens needs about ${((bpt * (Tp + Tc)) / 2 ** 30).toFixed(1)} GiB for a training step, more than the ${MICRO_BATCH_BYTES / 2 ** 30} GiB a micro-batch may use (Wasm memory is capped at 4 GiB); lower max_completion_length`,
   );
+}
+
+/**
+ * Split rows (in group order) into micro-batches of at most `rows` rows and `groups` groups; a group
+ * larger than `rows` is split. Rows without a group count as one group each.
+ */
+export function chunkByGroups<T extends { group?: number }>(work: T[], rows: number, groups: number): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [];
+  let n = 0;
+  let last: number | undefined;
+  for (const s of work) {
+    const isNew = s.group === undefined || s.group !== last;
+    if (cur.length === rows || (isNew && n === groups)) {
+      out.push(cur);
+      cur = [];
+      n = 0;
+    }
+    if (isNew || cur.length === 0) n++;
+    last = s.group;
+    cur.push(s);
+  }
+  if (cur.length) out.push(cur);
+  return out;
 }
 
 function seqIndex(subsets: number[][], pi: number): number {

@@ -8,7 +8,7 @@ import { prefixArrays, prefixLogprobs, tokenLogprobs } from "../../src/model/for
 import type { Model } from "../../src/model/index.ts";
 import { initPresetModel } from "../../src/model/presets.ts";
 import { packPrefixSequences, packSequences, type SeqSpec } from "../../src/train/batch.ts";
-import { fitPrefixMicroBatch, MICRO_BATCH_BYTES } from "../../src/train/grpo.ts";
+import { chunkByGroups, fitPrefixMicroBatch, MICRO_BATCH_BYTES } from "../../src/train/grpo.ts";
 import type { Params } from "../../src/train/optim.ts";
 import type { Policy } from "../../src/train/policy.ts";
 import { setupRuntime } from "./helpers.ts";
@@ -36,6 +36,20 @@ describe("packPrefixSequences", () => {
     assert.deepEqual(row(pb.mask, 0, 3), [1, 1, 0]);
     assert.deepEqual(row(pb.mask, 2, 3), [0, 0, 0]);
     assert.deepEqual(pb.lengths, [2, 1, 0, 0]);
+  });
+});
+
+describe("chunkByGroups", () => {
+  it("fills micro-batches with whole groups, at most `rows` rows and `groups` groups each", () => {
+    const g = (...sizes: number[]) =>
+      sizes.flatMap((n, i) => Array.from({ length: n }, () => ({ group: i })));
+    const shape = (chunks: { group?: number }[][]) => chunks.map((c) => c.map((s) => s.group).join(""));
+    assert.deepEqual(shape(chunkByGroups(g(4, 4, 4, 4), 8, 2)), ["00001111", "22223333"]);
+    // a group with skipped rows does not let a third group in (the prompt count is a compiled shape)
+    assert.deepEqual(shape(chunkByGroups(g(4, 3, 4, 4), 8, 2)), ["0000111", "22223333"]);
+    // a group larger than a micro-batch is split
+    assert.deepEqual(shape(chunkByGroups(g(6, 2), 4, 1)), ["0000", "00", "11"]);
+    assert.deepEqual(chunkByGroups([], 4, 1), []);
   });
 });
 
