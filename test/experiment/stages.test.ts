@@ -121,7 +121,16 @@ describe("ttrl experiment stages", () => {
     // Same data, same settings except the reward.
     const acc = YAML.parse(readFileSync(join(out, "train", "accuracy.yml"), "utf8"));
     const maj = YAML.parse(readFileSync(join(out, "train", "majority.yml"), "utf8"));
-    assert.deepEqual({ ...acc, reward: null }, { ...maj, reward: null });
+    // Each run's reward functions are the format reward and the run's own reward (the majority run's never
+    // include the label-based accuracy reward).
+    assert.deepEqual(acc.reward_funcs, ["format", "accuracy"]);
+    assert.deepEqual(maj.reward_funcs, ["format", "majority"]);
+    const same = (c: any) => ({
+      ...c,
+      reward: null,
+      reward_funcs: c.reward_funcs.map((f: string) => (f === c.reward ? "<the run's reward>" : f)),
+    });
+    assert.deepEqual(same(acc), same(maj));
     assert.deepEqual(
       r.summary.map((s) => [s.model, s.pass1_strict, s.consk_flexible]),
       [
