@@ -112,7 +112,7 @@ Random char-tr LLaMA presets, prompts of ${PROMPT_LEN} tokens, temperature 1, no
 the token limit). ttrl: \`generate\` (jax-js Wasm, relaxed SIMD, prefill + KV-cache decode, sampling in JS);
 the first call (which compiles every shape) is reported separately and not counted. Peer: transformers
 \`generate\` (do_sample, use_cache) on PyTorch 2.13 CPU with the same config, batch and thread count, in the
-same run. Short runs on a shared, busy 2-core machine: compare the ratios.
+same run. Short runs on a shared 2-core machine: compare the ratios (the committed section notes the load).
 
 | model | batch | threads | new tokens | ttrl tok/s | ttrl first call (s) | ttrl peak RSS (MiB) | transformers tok/s | transformers peak RSS (MiB) | ttrl / transformers |
 |---|---|---|---|---|---|---|---|---|---|
