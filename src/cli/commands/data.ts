@@ -8,7 +8,7 @@ import { LlmClient, type LlmConfig, RunStoppedError } from "../../data/llm.ts";
 import { extractRows, loadPromptFile, type StepResult, translateRows } from "../../data/llmsteps.ts";
 import { filterRows, parseSplitSpec, sampleRows, splitRows } from "../../data/ops.ts";
 import { loadRows, rowToJson, writeRows } from "../../data/schema.ts";
-import { LANGS, type Lang, synthesize, synthesizeDrills } from "../../data/synth.ts";
+import { LANGS, type Lang, type SynthOptions, synthesize, synthesizeDrills } from "../../data/synth.ts";
 import { writeFileAtomic } from "../../io/atomic.ts";
 import { TtrlError, UsageError } from "../../util/errors.ts";
 import { Rng } from "../../util/rng.ts";
@@ -389,7 +389,7 @@ export function register(program: Command): void {
       const exclude = new Set<string>();
       for (const file of f.exclude as string[]) for (const r of loadRows(file).rows) exclude.add(r.question);
       const spec = f.split ? parseSplitSpec(f.split) : null;
-      const { rows, stats } = synthesize({
+      const opts: SynthOptions = {
         lang: parseChoice("--lang", LANGS)(f.lang) as Lang,
         n: f.n,
         seed: f.seed,
@@ -402,7 +402,8 @@ export function register(program: Command): void {
         idPrefix: f.idPrefix,
         looseFormat: f.looseFormat,
         maxNumber: f.maxNumber,
-      });
+      };
+      const { rows, stats } = synthesize(opts);
       const lines = [`generated: ${rows.length} (attempts ${stats.attempts})`];
       if (f.looseFormat > 0) lines.push(`loose layouts: ${JSON.stringify(stats.byLayout)}`);
       lines.push(`by operations: ${JSON.stringify(stats.byOps)}, by level: ${JSON.stringify(stats.byLevel)}`);
@@ -420,20 +421,7 @@ export function register(program: Command): void {
       } else {
         const file = String(f.out).endsWith(".jsonl") ? f.out : join(f.out, "data.jsonl");
         if (f.drills > 0) {
-          const lang = f.lang as Lang;
-          const drills = synthesizeDrills(
-            {
-              lang,
-              n: f.n,
-              seed: f.seed,
-              ops: f.ops,
-              levels: f.levels,
-              idPrefix: f.idPrefix,
-              maxNumber: f.maxNumber,
-              templates: f.templates ? String(f.templates).split(",") : undefined,
-            },
-            f.drills,
-          );
+          const drills = synthesizeDrills(opts, f.drills);
           // Problems and drills interleaved in a seeded order (the SFT data order is shuffled again).
           const all: string[] = [...rows.map((r) => rowToJson(r)), ...drills.map((d) => JSON.stringify(d))];
           new Rng(f.seed).fork("synth/mix").shuffle(all);
