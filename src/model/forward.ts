@@ -377,7 +377,6 @@ export interface PrefixBatch {
 /** Device arrays of a shared-prefix batch, the argument tree of `prefixLogprobs`. */
 export interface PrefixArrays {
   prefix: JArray;
-  rows: JArray;
   ids: JArray;
   targets: JArray;
   /** bool [B,1,1,1,Tp]: prefix key j is visible to row b (j < prefixLen[rows[b]]). */
@@ -385,13 +384,14 @@ export interface PrefixArrays {
   /** RoPE tables of the prefix positions [Tp,1,D/2] and of each row's positions [B,Tc,1,D/2]. */
   cosP: JArray;
   sinP: JArray;
-  /** The prefix tables per row [B,Tp,1,D/2] (for gathered prefix keys). */
-  cosPr: JArray;
-  sinPr: JArray;
   cosC: JArray;
   sinC: JArray;
-  /** Scalar 1 (see prefixLogprobs). */
-  one: JArray;
+  /**
+   * f32 [B,Pg]: one-hot of `rows`. Rows read their prompt's keys/values as sel @ prefix (exact: one 1 and
+   * zeros), whose gradient is the matmul selᵀ @ grad. `np.take` would be a gather whose gradient is
+   * jax-js's scatter-add routine, which runs in JavaScript (7-16% of a GRPO update, bench of 2026-12-01).
+   */
+  sel: JArray;
 }
 
 export function prefixArrays(config: ModelConfig, b: PrefixBatch): PrefixArrays {
@@ -405,24 +405,27 @@ export function prefixArrays(config: ModelConfig, b: PrefixBatch): PrefixArrays 
     for (let j = 0; j < n; j++) mask[r * b.Tp + j] = 1;
   }
   const [cosC, sinC] = ropeTablesJs(config, pos);
-  const [cosPr, sinPr] = ropeTablesJs(
-    config,
-    Int32Array.from({ length: b.B * b.Tp }, (_, i) => i % b.Tp),
-  );
+  const sel = new Float32Array(b.B * b.Pg);
+  for (let r = 0; r < b.B; r++) sel[r * b.Pg + b.rows[r]] = 1;
   return {
     prefix: np.array(b.prefix, { dtype: np.int32 }).reshape([b.Pg, b.Tp]),
-    rows: np.array(b.rows, { dtype: np.int32 }),
     ids: np.array(b.ids, { dtype: np.int32 }).reshape([b.B, b.Tc]),
     targets: np.array(b.targets, { dtype: np.int32 }).reshape([b.B, b.Tc]),
     prefixMask: np.array(mask, { dtype: np.int32 }).reshape([b.B, 1, 1, 1, b.Tp]).greater(0),
     cosP,
     sinP,
-    cosPr: cosPr.reshape([b.B, b.Tp, 1, half]),
-    sinPr: sinPr.reshape([b.B, b.Tp, 1, half]),
     cosC: cosC.reshape([b.B, b.Tc, 1, half]),
     sinC: sinC.reshape([b.B, b.Tc, 1, half]),
-    one: np.array(1),
+    sel: np.array(sel).reshape([b.B, b.Pg]),
   };
+}
+
+/** Row b of the result is prefix row rows[b]: x [Pg, ...] → [B, ...] as the matmul sel @ x (see PrefixArrays.sel). */
+function selectRows(sel: JArray, x: JArray): JArray {
+  const [Pg, ...rest] = x.shape;
+  const B = sel.shape[0];
+  const n = rest.reduce((a, c) => a * c, 1);
+  return np.matmul(sel, x.reshape([Pg, n])).reshape([B, ...rest]);
 }
 
 function proj(params: Params, name: string, x: JArray): JArray {
@@ -499,28 +502,30 @@ export function prefixLogprobs(
     const last = l === L - 1; // the prefix's last layer output is never read
     const xp = rmsNorm(hp.ref, params[`${p}.input_layernorm.weight`].ref, eps);
     const xc = rmsNorm(hc.ref, params[`${p}.input_layernorm.weight`].ref, eps);
-    const kp = proj(params, `${p}.self_attn.k_proj`, xp.ref).reshape([Pg, Tp, K, D]);
+    // The prompt's keys are rotated once here (positions 0 .. Tp-1) and then selected per row.
+    const kp = rope(
+      proj(params, `${p}.self_attn.k_proj`, xp.ref).reshape([Pg, Tp, K, D]),
+      a.cosP.ref,
+      a.sinP.ref,
+      D,
+    );
     const vp = proj(params, `${p}.self_attn.v_proj`, last ? xp : xp.ref).reshape([Pg, Tp, K, D]);
     if (!last) {
       const qp = proj(params, `${p}.self_attn.q_proj`, xp).reshape([Pg, Tp, H, D]);
-      const att = causalAttention(
-        rope(qp, a.cosP.ref, a.sinP.ref, D),
-        rope(kp.ref, a.cosP.ref, a.sinP.ref, D),
-        vp.ref,
-        config,
-      ).reshape([Pg, Tp, H * D]);
+      const att = causalAttention(rope(qp, a.cosP.ref, a.sinP.ref, D), kp.ref, vp.ref, config).reshape([
+        Pg,
+        Tp,
+        H * D,
+      ]);
       hp = mlpBlock(params, p, hp.add(proj(params, `${p}.self_attn.o_proj`, att)), eps);
     }
     const qc = proj(params, `${p}.self_attn.q_proj`, xc.ref).reshape([B, Tc, H, D]);
     const kc = proj(params, `${p}.self_attn.k_proj`, xc.ref).reshape([B, Tc, K, D]);
     const vc = proj(params, `${p}.self_attn.v_proj`, xc).reshape([B, Tc, K, D]);
-    // Each gathered prefix feeds an elementwise op (RoPE for the keys, × 1 for the values) so that the
-    // gather's gradient, a scatter-add, reads a materialised array (jax-js's jit needs that of routine
-    // inputs; a transposed view of the attention matmul's gradient would not be).
     const att = prefixAttention(
       rope(qc, a.cosC.ref, a.sinC.ref, D),
-      rope(np.take(kp, a.rows.ref, 0), a.cosPr.ref, a.sinPr.ref, D),
-      np.take(vp, a.rows.ref, 0).mul(a.one.ref),
+      selectRows(a.sel.ref, kp),
+      selectRows(a.sel.ref, vp),
       rope(kc, a.cosC.ref, a.sinC.ref, D),
       vc,
       a.prefixMask.ref,
@@ -529,7 +534,7 @@ export function prefixLogprobs(
     hc = mlpBlock(params, p, hc.add(proj(params, `${p}.self_attn.o_proj`, att)), eps);
   }
   hp.dispose();
-  tree.dispose([a.rows, a.prefixMask, a.cosP, a.sinP, a.cosPr, a.sinPr, a.cosC, a.sinC, a.one]);
+  tree.dispose([a.prefixMask, a.cosP, a.sinP, a.cosC, a.sinC, a.sel]);
   const h = rmsNorm(hc, params["model.norm.weight"].ref, eps);
   let logits = np.matmul(h, lmHeadWeight(params, config).transpose([1, 0]));
   tree.dispose(params);

@@ -26,16 +26,35 @@ export function startupThreads(): number {
   return Math.max(1, Math.min(8, availableParallelism()));
 }
 
+// A thread worker reports a finished kernel or routine by bumping a shared counter (ctrl[0]; ctrl[1] counts
+// failures, whose details still go by message) instead of posting "done": the main thread, which runs its own
+// chunk of the same kernel meanwhile, then picks the reply up with Atomics.wait and needs no event-loop turn.
 const WORKER_BOOTSTRAP = `
 const { parentPort, workerData } = require("node:worker_threads");
 const self = globalThis;
 self.self = self;
-self.postMessage = (data) => parentPort.postMessage(data);
+const ctrl = workerData.ctrl ? new Int32Array(workerData.ctrl) : null;
+self.postMessage = (data) => {
+  if (ctrl && data && data.type === "done") {
+    if (!data.ok) {
+      Atomics.add(ctrl, 1, 1);
+      parentPort.postMessage(data);
+    }
+    Atomics.add(ctrl, 0, 1);
+    Atomics.notify(ctrl, 0);
+    return;
+  }
+  parentPort.postMessage(data);
+};
 parentPort.on("message", (data) => { if (typeof self.onmessage === "function") self.onmessage({ data }); });
 (0, eval)(workerData.source);
 `;
 
 type Reply = (data: unknown) => void;
+/** `Atomics.waitAsync` (Node >= 16; not in TypeScript's ES2022 lib). */
+type AtomicsWaitAsync = {
+  waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<unknown> | string };
+};
 
 /**
  * The pool's worker script evaluated on the main thread: jax-js's pool dispatches every kernel to its
@@ -65,6 +84,8 @@ class InlineRunner {
     } finally {
       this.reply = null;
     }
+    // The pool posted this kernel's other chunks to the threads before this one ran: collect their replies.
+    if (msg.type === "kernel" || msg.type === "routine") for (const w of threadWorkers) w.collect(true);
     if (msg.type === "kernel" && msg.kernelHash !== undefined && msg.end !== undefined) {
       const items = Math.max(1, msg.end - (msg.begin ?? 0));
       this.cost.set(msg.kernelHash, (performance.now() - t0) / items);
@@ -74,6 +95,8 @@ class InlineRunner {
 
 let inline: Promise<InlineRunner> | null = null;
 let workersMade = 0;
+/** Thread workers whose replies come through their shared counters (see WORKER_BOOTSTRAP). */
+const threadWorkers: BlobWorker[] = [];
 
 /** A chunk expected to take less than this (ms) on the main thread runs there rather than on a thread. */
 const INLINE_CHUNK_MS = 0.08;
@@ -92,15 +115,27 @@ export class BlobWorker {
 
   private runner: InlineRunner | null = null;
   private readonly isInline: boolean;
+  /** Shared counters of a thread worker: [finished, failed] (null: replies come by message). */
+  private readonly ctrl: Int32Array | null = null;
+  private posted = 0;
+  private dead = false;
+  private finished = 0;
+  private failed = 0;
 
   constructor(url: string | URL, _opts?: unknown) {
     const href = String(url);
     const blob = resolveObjectURL(href);
     if (!blob) throw new Error(`Worker adapter: cannot resolve ${href}`);
     this.isInline = workersMade++ === 0 && !process.env.TTRL_NO_INLINE_WORKER;
+    // Counter replies need the main thread to collect them, which the inline worker does after its chunk.
+    if (!this.isInline && inline) {
+      this.ctrl = new Int32Array(new SharedArrayBuffer(8));
+      threadWorkers.push(this);
+    }
     const text = blob.text();
     if (this.isInline) inline = text.then((source) => new InlineRunner(source));
     const runner = inline;
+    const ctrl = this.ctrl?.buffer ?? null;
     // The blob's text is only available asynchronously; queue messages until the worker exists.
     const ready = text.then(async (source) => {
       this.runner = runner ? await runner : null;
@@ -108,12 +143,18 @@ export class BlobWorker {
         for (const m of this.pending.splice(0)) this.postMessage(m);
         return;
       }
-      const w = new NodeWorker(WORKER_BOOTSTRAP, { eval: true, workerData: { source } });
+      const w = new NodeWorker(WORKER_BOOTSTRAP, { eval: true, workerData: { source, ctrl } });
       w.unref();
       w.on("message", (data) => this.onmessage?.({ data }));
-      w.on("error", (err) => this.onerror?.({ message: String(err?.message ?? err) }));
+      w.on("error", (err) => {
+        this.dead = true;
+        this.onerror?.({ message: String(err?.message ?? err) });
+      });
+      w.on("exit", () => {
+        this.dead = true;
+      });
       this.worker = w;
-      for (const m of this.pending.splice(0)) w.postMessage(m);
+      for (const m of this.pending.splice(0)) this.send(m);
     });
     ready.catch((err) => this.onerror?.({ message: String(err) }));
   }
@@ -135,8 +176,45 @@ export class BlobWorker {
         return;
       }
     }
-    if (this.worker) this.worker.postMessage(data);
+    if (this.worker) this.send(data);
     else this.pending.push(data);
+  }
+
+  /** Post a message to the thread; a kernel or routine will be answered through the counters. */
+  private send(data: unknown): void {
+    const type = (data as { type?: string }).type;
+    const counted = this.ctrl !== null && (type === "kernel" || type === "routine");
+    (this.worker as NodeWorker).postMessage(data);
+    if (!counted) return;
+    const ctrl = this.ctrl as Int32Array;
+    const seen = Atomics.load(ctrl, 0);
+    this.posted++;
+    // Normally the inline worker collects the reply right after its own chunk; this is the fallback.
+    const w = (Atomics as unknown as AtomicsWaitAsync).waitAsync(ctrl, 0, seen);
+    if (w.async) void (w.value as Promise<unknown>).then(() => this.collect(false));
+    else this.collect(false);
+  }
+
+  /**
+   * Deliver the "done" replies of finished jobs (failures arrive as messages). With `block`, wait until every
+   * posted job has finished.
+   */
+  collect(block: boolean): void {
+    const ctrl = this.ctrl;
+    if (!ctrl) return;
+    while (this.finished < this.posted) {
+      const fin = Atomics.load(ctrl, 0);
+      if (fin <= this.finished) {
+        // A job still running after a second (or a dead thread) is left to the waitAsync fallback.
+        if (!block || this.dead || Atomics.wait(ctrl, 0, fin, 1000) === "timed-out") return;
+        continue;
+      }
+      const failed = Atomics.load(ctrl, 1);
+      for (; this.finished < fin; this.finished++) {
+        if (failed > this.failed) this.failed++;
+        else this.onmessage?.({ data: { type: "done", ok: true } });
+      }
+    }
   }
 
   terminate(): void {
