@@ -6,10 +6,9 @@
  * trainers spend most of a medium step in these products.
  * Worker mode: `node --import tsx bench/kernels.bench.ts --worker THREADS SPEC...` prints one JSON line.
  */
-import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { loadavg } from "node:os";
-import { writeSection } from "./lib.ts";
+import { runJson, writeSection } from "./lib.ts";
 
 const PY = "/work/venvs/hf/bin/python";
 
@@ -73,21 +72,6 @@ if (process.argv[2] === "--worker") {
   process.exit(0);
 }
 
-function runJson(cmd: string, args: string[], threads: number): Record<string, number> | null {
-  const r = spawnSync(cmd, args, {
-    encoding: "utf8",
-    env: { ...process.env, TTRL_QUIET: "1", TTRL_THREADS: String(threads) },
-  });
-  const line = r.stdout
-    .trim()
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .pop();
-  if (r.status !== 0 || !line)
-    throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stderr.slice(-2000)}`);
-  return JSON.parse(line) as Record<string, number>;
-}
-
 const rows: string[] = [];
 const what: Record<string, string> = {
   nt: "x @ Wᵀ (forward)",
@@ -96,18 +80,18 @@ const what: Record<string, string> = {
 };
 for (const threads of [1, 2]) {
   const lt = loadavg()[0].toFixed(1);
-  const t = runJson(
+  const t = runJson<Record<string, number>>(
     process.execPath,
     ["--import", "tsx", "bench/kernels.bench.ts", "--worker", String(threads), ...SPECS],
     threads,
   );
   const lp = loadavg()[0].toFixed(1);
   const p = existsSync(PY)
-    ? runJson(PY, ["bench/peers/torch_matmul.py", String(threads), ...SPECS], threads)
+    ? runJson<Record<string, number>>(PY, ["bench/peers/torch_matmul.py", String(threads), ...SPECS], threads)
     : null;
   for (const s of SPECS) {
     const [M, K, N, layout] = s.split(",");
-    const a = t?.[s] ?? Number.NaN;
+    const a = t[s] ?? Number.NaN;
     const b = p?.[s] ?? Number.NaN;
     rows.push(
       `| ${M}×${K}×${N} | ${what[layout]} | ${threads} | ${a.toFixed(1)} | ${Number.isFinite(b) ? b.toFixed(1) : "-"} | ${Number.isFinite(b) ? `${(a / b).toFixed(2)}×` : "-"} | ${lt} / ${lp} |`,

@@ -1,5 +1,6 @@
 /** Helpers shared by benchmarks: machine description, timing, peak RSS, and writing a results section. */
 
+import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 
@@ -27,4 +28,24 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Run a benchmark worker or peer (`cmd args`) with TTRL_THREADS = `threads` (and TTRL_QUIET) and return the
+ * last line of its stdout that starts with "{", parsed; fails with its stderr's tail otherwise.
+ */
+export function runJson<T = Record<string, unknown>>(cmd: string, args: string[], threads: number): T {
+  const r = spawnSync(cmd, args, {
+    encoding: "utf8",
+    env: { ...process.env, TTRL_QUIET: "1", TTRL_THREADS: String(threads) },
+    maxBuffer: 1 << 26,
+  });
+  const line = r.stdout
+    .trim()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .pop();
+  if (r.status !== 0 || !line)
+    throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stderr.slice(-3000)}`);
+  return JSON.parse(line) as T;
 }

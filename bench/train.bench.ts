@@ -8,11 +8,11 @@
  * Kept short (few steps) because the machine is shared; rerun with `npm run bench -- train`.
  * Worker mode: `node --import tsx bench/train.bench.ts --worker train|grpo ...` prints one JSON line.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { peakRssMiB, writeSection } from "./lib.ts";
+import { peakRssMiB, runJson, writeSection } from "./lib.ts";
 
 const PY = "/work/venvs/hf/bin/python";
 
@@ -150,22 +150,6 @@ if (process.argv[2] === "--worker") {
 
 // ---------------------------------------------------------------------------------------------------------
 // Orchestrator
-
-function runJson(cmd: string, args: string[], threads: number): Record<string, unknown> {
-  const r = spawnSync(cmd, args, {
-    encoding: "utf8",
-    env: { ...process.env, TTRL_QUIET: "1", TTRL_THREADS: String(threads) },
-    maxBuffer: 1 << 26,
-  });
-  const line = r.stdout
-    .trim()
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .pop();
-  if (r.status !== 0 || !line)
-    throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stderr.slice(-3000)}`);
-  return JSON.parse(line) as Record<string, unknown>;
-}
 
 const worker = (args: (string | number)[], threads: number) =>
   runJson(
