@@ -816,24 +816,21 @@ export interface SynthOptions {
 }
 
 /** The largest number in a problem's question and worked steps (numbers read in either locale's grouping). */
-/**
- * Why a generated problem cannot be used (null: it can), for the checks that problems and drills share:
- * the template applies at this level, the answer is a non-negative integer, and (with `withMax`) no number
- * exceeds `maxNumber`. `synthesize` runs the number check after its length checks (so rejection counts keep
- * their meaning); drills have no lengths to check.
- */
-function defect(out: Out | null, maxNumber: number | undefined, withMax: boolean): string | null {
-  if (!out) return "template n/a at level";
-  if (!Number.isSafeInteger(out.answer) || out.answer < 0) return "answer not a non-negative integer";
-  if (withMax && maxNumber !== undefined && maxNumberIn(out) > maxNumber) return "number too large";
-  return null;
-}
-
 function maxNumberIn(out: Out): number {
   let m = 0;
   for (const t of [out.q, ...out.steps])
     for (const x of t.match(/\d+(?:[.,]\d{3})*/g) ?? []) m = Math.max(m, Number(x.replace(/[.,]/g, "")));
   return m;
+}
+
+/** Problems and drills alike need a non-negative integer answer. */
+function answerUsable(out: Out): boolean {
+  return Number.isSafeInteger(out.answer) && out.answer >= 0;
+}
+
+/** Some number of the problem (question or steps) exceeds `maxNumber` (never when it is unset). */
+function exceedsMax(out: Out, maxNumber: number | undefined): boolean {
+  return maxNumber !== undefined && maxNumberIn(out) > maxNumber;
 }
 
 export function solutionText(steps: string[], answer: string, lang: Lang): string {
@@ -925,13 +922,15 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
     const list = byOps.get(o)!;
     const tmpl = list[rng.int(list.length)];
     const level = levels[rng.int(levels.length)];
-    const gen = tmpl.gen(new G(rng, lang, level));
-    const why = defect(gen, opts.maxNumber, false);
-    if (why !== null || !gen) {
-      reject(why ?? "template n/a at level");
+    const out = tmpl.gen(new G(rng, lang, level));
+    if (!out) {
+      reject("template n/a at level");
       continue;
     }
-    const out = gen;
+    if (!answerUsable(out)) {
+      reject("answer not a non-negative integer");
+      continue;
+    }
     const answer = formatInt(out.answer, lang);
     const solution = solutionText(out.steps, answer, lang);
     if (out.q.length > maxQ) {
@@ -942,9 +941,8 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
       reject("solution too long");
       continue;
     }
-    const big = defect(out, opts.maxNumber, true);
-    if (big !== null) {
-      reject(big);
+    if (exceedsMax(out, opts.maxNumber)) {
+      reject("number too large");
       continue;
     }
     if (seen.has(out.q)) {
@@ -1006,7 +1004,7 @@ export function synthesizeDrills(opts: SynthOptions, n: number, linesPerRow = 8)
   while (rows.length < n) {
     const tmpl = pool[rng.int(pool.length)];
     const out = tmpl.gen(new G(rng, opts.lang, levels[rng.int(levels.length)]));
-    if (defect(out, opts.maxNumber, true) !== null || !out) {
+    if (!out || !answerUsable(out) || exceedsMax(out, opts.maxNumber)) {
       if (++misses > 1000 + n * 200) throw new UsageError("could not make drills for these --ops/--levels");
       continue;
     }

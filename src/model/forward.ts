@@ -389,7 +389,7 @@ export interface PrefixArrays {
   /**
    * f32 [B,Pg]: one-hot of `rows`. Rows read their prompt's keys/values as sel @ prefix (exact: one 1 and
    * zeros), whose gradient is the matmul selᵀ @ grad. `np.take` would be a gather whose gradient is
-   * jax-js's scatter-add routine, which runs in JavaScript (7-16% of a GRPO update, bench of 2026-12-01).
+   * jax-js's scatter-add routine, which runs in JavaScript (about 7% of a GRPO update's kernel time, 2026-12-01).
    */
   sel: JArray;
 }
