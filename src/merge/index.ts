@@ -344,6 +344,14 @@ export async function planMerge(
           });
         }
       }
+      if (method.name === "linear" && shared.normalize) {
+        let sum = 0;
+        for (const p of perInput) sum = Math.fround(sum + Math.fround(p.weight as number));
+        if (sum === 0)
+          fail(
+            `linear: the weights of tensor ${outName} sum to 0 (${perInput.map((p) => p.weight).join(", ")}), and normalize: true divides by their sum; give weights with a non-zero sum or set normalize: false`,
+          );
+      }
       const work = cfg.dtype ?? promote(inputs.map((x) => x.dtype));
       tensors.push({
         name: outName,
@@ -525,10 +533,52 @@ const PREFETCH = 2;
 /** Tensors being written at once. */
 const WRITES = 3;
 
+/** A merge's temp folder beside its output: `.<out>.ttrl-tmp-<pid>-<hex>` (and `<that>.old` while swapping). */
+const TEMP_RE = /^\.(.+)\.ttrl-tmp-(\d+)-[0-9a-f]+(\.old)?$/;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
+  }
+}
+
+/**
+ * Remove the temp folders that killed merges left in `parent`: those whose process is gone. A running
+ * merge's (another process, or this one) is kept. A `.old` folder (the previous output, moved aside just
+ * before the new one is moved in) whose output is missing was interrupted mid-swap: it is put back.
+ */
+export async function removeStaleTemps(parent: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(parent);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_RE.exec(name);
+    if (!m) continue;
+    const pid = Number(m[2]);
+    if (pid === process.pid || processAlive(pid)) continue;
+    const path = join(parent, name);
+    const target = join(parent, m[1]);
+    if (m[3] && !existsSync(target)) await fsp.rename(path, target).catch(() => {});
+    else {
+      await fsp.rm(path, { recursive: true, force: true });
+      removed.push(path);
+    }
+  }
+  return removed;
+}
+
 /** Run a merge from a mergekit YAML file into `opts.out`. */
 export async function runMerge(configPath: string, opts: MergeOptions): Promise<MergeSummary> {
   const started = Date.now();
   const out = resolve(opts.out);
+  await removeStaleTemps(dirname(out));
   if (existsSync(out) && !opts.overwrite)
     throw new TtrlError(`${opts.out} already exists (use --overwrite to replace it)`);
   const cfg = parseMergeConfig(configPath);

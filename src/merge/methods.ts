@@ -610,7 +610,7 @@ export function taskArithmeticTensor(
     const divisor = new Float32Array(n);
     for (let i = 0; i < n; i++) {
       let sw = 0;
-      for (const d of deltas) sw += d[i];
+      for (const d of deltas) sw = fr(sw + d[i]);
       tmp[0] = sw;
       if (work !== "F32") roundToDtypeInPlace(tmp, work);
       const majority = tmp[0] >= 0 ? 1 : -1;
@@ -624,9 +624,12 @@ export function taskArithmeticTensor(
         }
       }
       mixed[i] = acc;
-      divisor[i] = div === 0 ? 1 : div;
+      divisor[i] = div;
     }
     roundWork(mixed, work);
+    // mergekit sums the agreeing weights in the merge dtype (one rounding of the float32 sum), then 0 → 1
+    roundWork(divisor, work);
+    for (let i = 0; i < n; i++) if (divisor[i] === 0) divisor[i] = 1;
     if (o.normalize) {
       for (let i = 0; i < n; i++) mixed[i] = mixed[i] / divisor[i];
       roundWork(mixed, work);
@@ -636,6 +639,7 @@ export function taskArithmeticTensor(
     roundWork(mixed, work);
     let div = 0;
     for (const x of w) div = fr(div + x);
+    div = roundWork(new Float32Array([div]), work)[0]; // the weights' sum, in the merge dtype
     if (Math.abs(div) < 1e-8) div = 1;
     if (o.normalize) {
       for (let i = 0; i < n; i++) mixed[i] = mixed[i] / div;
