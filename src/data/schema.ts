@@ -2,9 +2,9 @@
  * The dataset row schema shared by every `ttrl data` step, training and evaluation:
  * `{"id", "question", "answer"?, "solution"?, "source"?, "meta"?}` with `answer` a canonical number string.
  */
-import { readFileSync } from "node:fs";
 import { canonicalLabel } from "../answers/index.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
+import { readUtf8File } from "../io/jsonl.ts";
 import { InputError } from "../util/errors.ts";
 
 export interface DataRow {
@@ -19,38 +19,8 @@ export interface DataRow {
 
 const KNOWN = new Set(["id", "question", "answer", "solution", "source", "meta"]);
 
-/** Read a file as UTF-8, failing with the (1-based) line of the first invalid byte sequence. */
-export function readUtf8(file: string): string {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new InputError(file, undefined, "file not found");
-    if (code === "EISDIR") throw new InputError(file, undefined, "is a directory, expected a file");
-    throw e;
-  }
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(buf).replace(/^\uFEFF/, "");
-  } catch {
-    // Find the offending line for the error message.
-    let line = 1;
-    let start = 0;
-    const dec = new TextDecoder("utf-8", { fatal: true });
-    for (let i = 0; i <= buf.length; i++) {
-      if (i === buf.length || buf[i] === 0x0a) {
-        try {
-          dec.decode(buf.subarray(start, i));
-        } catch {
-          throw new InputError(file, line, "not valid UTF-8");
-        }
-        line++;
-        start = i + 1;
-      }
-    }
-    throw new InputError(file, undefined, "not valid UTF-8");
-  }
-}
+/** Read a file as strict UTF-8, failing with the (1-based) line of the first invalid byte sequence. */
+export const readUtf8 = readUtf8File;
 
 /** Validate one parsed JSONL value against the row schema; errors name file:line. */
 export function validateRow(value: unknown, file: string, line: number): DataRow {

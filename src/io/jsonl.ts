@@ -1,6 +1,9 @@
-/** JSON Lines: streaming reader with line numbers, and writers. */
+/**
+ * JSON Lines: streaming reader with line numbers, and writers. Every command that reads JSONL goes through
+ * here (or `readUtf8File`), so they share one rule for bad input: a missing file, a folder, invalid UTF-8 or
+ * malformed JSON is an InputError naming the file and (where there is one) the 1-based line.
+ */
 import { createReadStream, readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { InputError } from "../util/errors.ts";
 import { AtomicWriter, writeFileAtomic } from "./atomic.ts";
 
@@ -11,10 +14,57 @@ export interface JsonlRecord<T = unknown> {
 }
 
 export interface ReadJsonlOptions {
-  /** Skip (and count) malformed lines instead of throwing. */
+  /** Skip (and count) malformed lines (bad JSON or invalid UTF-8) instead of throwing. */
   skipInvalid?: boolean;
   /** Called for each skipped line. */
   onSkip?: (line: number, error: string) => void;
+}
+
+/** The InputError for a failed open/read of `file`, or the error itself when it is not about the path. */
+export function fileError(file: string, e: unknown): Error {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === "ENOENT") return new InputError(file, undefined, "file not found");
+  if (code === "EISDIR") return new InputError(file, undefined, "is a folder, expected a file");
+  if (code === "EACCES" || code === "EPERM") return new InputError(file, undefined, "permission denied");
+  if (code === "ENOTDIR")
+    return new InputError(file, undefined, "a part of the path is a file, not a folder");
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Decode one line's bytes as strict UTF-8; throws an InputError naming the file and line. */
+function decodeLine(file: string, lineNo: number, bytes: Uint8Array): string {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    throw new InputError(file, lineNo, "not valid UTF-8");
+  }
+}
+
+/** Read a whole file as strict UTF-8 (BOM dropped); invalid bytes fail naming the file and line. */
+export function readUtf8File(file: string): string {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(file);
+  } catch (e) {
+    throw fileError(file, e);
+  }
+  try {
+    return UTF8.decode(buf).replace(/^\uFEFF/, "");
+  } catch {
+    let line = 1;
+    let start = 0;
+    for (;;) {
+      const nl = buf.indexOf(0x0a, start);
+      const end = nl < 0 ? buf.length : nl;
+      decodeLine(file, line, buf.subarray(start, end));
+      if (nl < 0) break;
+      line++;
+      start = nl + 1;
+    }
+    throw new InputError(file, undefined, "not valid UTF-8");
+  }
 }
 
 function parseLine(file: string, lineNo: number, text: string): unknown {
@@ -25,25 +75,56 @@ function parseLine(file: string, lineNo: number, text: string): unknown {
   }
 }
 
+/** The raw lines of a file as bytes (without the newline), streamed in constant memory. */
+async function* byteLines(file: string): AsyncGenerator<Buffer> {
+  const stream = createReadStream(file);
+  let rest: Buffer | null = null;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let buf: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
+      let start = 0;
+      for (;;) {
+        const nl = buf.indexOf(0x0a, start);
+        if (nl < 0) break;
+        yield buf.subarray(start, nl);
+        start = nl + 1;
+      }
+      buf = buf.subarray(start);
+      rest = buf.length ? Buffer.from(buf) : null;
+    }
+    if (rest) yield rest;
+  } finally {
+    stream.destroy();
+  }
+}
+
 /**
- * Stream a JSONL file line by line in constant memory. Blank lines are ignored. A malformed line throws an
- * InputError naming the file and line, unless `skipInvalid`.
+ * Stream a JSONL file line by line in constant memory. Blank lines are ignored; a BOM on the first line is
+ * dropped; CRLF is accepted. A line with invalid UTF-8 or malformed JSON throws an InputError naming the
+ * file and line, unless `skipInvalid`.
  */
 export async function* readJsonl<T = unknown>(
   file: string,
   opts: ReadJsonlOptions = {},
 ): AsyncGenerator<JsonlRecord<T>> {
-  const stream = createReadStream(file, { encoding: "utf8" });
-  const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
   let lineNo = 0;
+  const lines = byteLines(file);
   try {
-    for await (const raw of rl) {
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await lines.next();
+      } catch (e) {
+        throw fileError(file, e);
+      }
+      if (next.done) break;
       lineNo++;
-      const text = lineNo === 1 ? raw.replace(/^\uFEFF/, "") : raw;
-      if (text.trim() === "") continue;
       let value: unknown;
       try {
-        value = parseLine(file, lineNo, text);
+        let text = decodeLine(file, lineNo, next.value);
+        if (lineNo === 1) text = text.replace(/^\uFEFF/, "");
+        if (text.trim() === "") continue;
+        value = parseLine(file, lineNo, text.endsWith("\r") ? text.slice(0, -1) : text);
       } catch (e) {
         if (opts.skipInvalid) {
           opts.onSkip?.(lineNo, (e as Error).message);
@@ -53,28 +134,16 @@ export async function* readJsonl<T = unknown>(
       }
       yield { line: lineNo, value: value as T };
     }
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT")
-      throw new InputError(file, undefined, "file not found");
-    throw e;
   } finally {
-    rl.close();
-    stream.destroy();
+    await lines.return(undefined);
   }
 }
 
-/** Read a whole (small) JSONL file into memory. */
+/** Read a whole (small) JSONL file into memory (same rules as readJsonl, without skipping). */
 export function readJsonlSync<T = unknown>(file: string): JsonlRecord<T>[] {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT")
-      throw new InputError(file, undefined, "file not found");
-    throw e;
-  }
+  const text = readUtf8File(file);
   const out: JsonlRecord<T>[] = [];
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
+  const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].trim() === "") continue;
     out.push({ line: i + 1, value: parseLine(file, i + 1, lines[i]) as T });
