@@ -1,5 +1,7 @@
 /** Option parsers for commander that reject bad values as usage errors (exit code 2). */
+import { statSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
+import { UsageError } from "../util/errors.ts";
 
 export function parseIntOption(name: string, min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY) {
   return (value: string): number => {
@@ -41,4 +43,26 @@ export function parseChoice<T extends string>(name: string, choices: readonly T[
       throw new InvalidArgumentError(`${name} must be one of ${choices.join(", ")}, got "${value}"`);
     return value as T;
   };
+}
+
+/** A flag naming an output file must not name an existing folder (checked before any work). */
+export function checkOutputFile(path: string, flag: string): void {
+  let st: ReturnType<typeof statSync> | undefined;
+  try {
+    st = statSync(path);
+  } catch {
+    return; // absent: it will be created
+  }
+  if (st.isDirectory()) throw new UsageError(`${flag} ${path}: is a folder; give a file path`);
+}
+
+/** A flag naming an output folder must not name an existing file (checked before any work). */
+export function checkOutputFolder(path: string, flag: string): void {
+  let st: ReturnType<typeof statSync> | undefined;
+  try {
+    st = statSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isDirectory()) throw new UsageError(`${flag} ${path}: is a file; give a folder path`);
 }

@@ -176,3 +176,41 @@ export class JsonlWriter {
     return this.w.abort();
   }
 }
+
+/** Levenshtein distance (small strings: key names). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** The known name closest to `name` (case-insensitive edit distance ≤ 2), if any. */
+export function closestName(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = k;
+    }
+  }
+  return best;
+}
+
+/** The message for an unknown key: names it, suggests the close match and lists the known keys. */
+export function unknownKeyMessage(key: string, known: readonly string[]): string {
+  const near = closestName(key, known);
+  return `unknown key ${JSON.stringify(key)}${near ? ` (did you mean "${near}"?)` : ""}; known keys: ${known.join(", ")}`;
+}
+
+/** The first key of a JSON object row that is not in `known`, as an error message; null when all are known. */
+export function unknownKeyError(row: Record<string, unknown>, known: readonly string[]): string | null {
+  for (const k of Object.keys(row)) if (!known.includes(k)) return unknownKeyMessage(k, known);
+  return null;
+}

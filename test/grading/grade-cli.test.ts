@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import {
   closeSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
@@ -12,6 +13,9 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import fc from "fast-check";
+import { GRADE_ROW_KEYS, runGrade } from "../../src/cli/commands/grade.ts";
+import { InputError } from "../../src/util/errors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ttrl-grade-"));
 
@@ -162,5 +166,83 @@ describe("ttrl grade", () => {
     assert.equal(m.n_questions, rows);
     assert.equal(m.strict.accuracy, 0.75);
     assert.equal(m.strict["cons@k"]["4"], 1);
+  });
+
+  it("property: a row with an unknown key (a typo like lable) is an error naming file, line and key", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc
+          .string({ minLength: 1, maxLength: 12 })
+          .filter((k) => !(GRADE_ROW_KEYS as readonly string[]).includes(k)),
+        fc.nat({ max: 4 }),
+        async (key, at) => {
+          const rows = Array.from({ length: 5 }, (_, i) => ({
+            id: `q${i}`,
+            label: i,
+            completions: [c(String(i))],
+          }));
+          const bad: Record<string, unknown> = { ...rows[at] };
+          bad[key] = 1;
+          rows[at] = bad as (typeof rows)[number];
+          const input = join(dir, "keys.jsonl");
+          writeFileSync(input, rows.map((r) => JSON.stringify(r)).join("\n"));
+          await assert.rejects(
+            runGrade({ input, format: "mantik-cevap", extract: "tags", locale: "tr-TR", seed: 0 }),
+            (e: unknown) => {
+              assert.ok(e instanceof InputError, String(e));
+              assert.equal(e.file, input);
+              assert.equal(e.line, at + 1);
+              assert.ok(e.message.includes(`unknown key ${JSON.stringify(key)}`), e.message);
+              return true;
+            },
+          );
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+
+  it("bad paths and bytes get one-line errors naming the file or flag, never a stack trace", () => {
+    const input = join(dir, "ok.jsonl");
+    writeFileSync(input, `${JSON.stringify({ id: "a", label: 1, completions: [c("1")] })}\n`);
+    const typo = join(dir, "typo.jsonl");
+    writeFileSync(
+      typo,
+      `${JSON.stringify({ id: "a", label: 1, completions: [c("1")] })}\n${JSON.stringify({ id: "b", lable: 2, completions: [c("2")] })}\n`,
+    );
+    const utf = join(dir, "utf.jsonl");
+    writeFileSync(
+      utf,
+      Buffer.concat([
+        Buffer.from(
+          `${JSON.stringify({ id: "a", label: 1, completions: [c("1")] })}\n{"id":"b","completions":["`,
+        ),
+        Buffer.from([0xc3, 0x28]),
+        Buffer.from('"]}\n'),
+      ]),
+    );
+    const folder = join(dir, "a-folder");
+    mkdirSync(folder, { recursive: true });
+    const cases: { args: string[]; code: number; re: RegExp }[] = [
+      {
+        args: ["--input", typo],
+        code: 1,
+        re: /typo\.jsonl:2: unknown key "lable" \(did you mean "label"\?\)/,
+      },
+      { args: ["--input", utf], code: 1, re: /utf\.jsonl:2: not valid UTF-8/ },
+      { args: ["--input", folder], code: 1, re: /a-folder: is a folder, expected a file/ },
+      { args: ["--input", input, "--out", folder], code: 2, re: /--out .*a-folder: is a folder/ },
+      { args: ["--input", input, "--details", folder], code: 2, re: /--details .*a-folder: is a folder/ },
+    ];
+    for (const t of cases) {
+      const r = ttrl(t.args);
+      assert.equal(r.code, t.code, `${t.args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, t.re);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, `stack trace for ${t.args.join(" ")}`);
+    }
+    // The typo is not silently skipped: with --skip-invalid it is counted.
+    const s = ttrl(["--input", typo, "--skip-invalid"]);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stderr, /skipped 1 malformed line/);
   });
 });

@@ -1,15 +1,15 @@
-import { randomBytes } from "node:crypto";
-import { once } from "node:events";
-import { createWriteStream, promises as fsp, mkdirSync, statSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { statSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
 import { createGrader, type Extractor, type Locale, resolveFormat } from "../../answers/index.ts";
 import { writeJsonAtomic } from "../../io/atomic.ts";
-import { readJsonl } from "../../io/jsonl.ts";
+import { JsonlWriter, readJsonl, unknownKeyError } from "../../io/jsonl.ts";
 import { MetricsAccumulator, type MetricsJson, type ModeMetrics, rowError } from "../../metrics/index.ts";
 import { InputError, TtrlError } from "../../util/errors.ts";
 import { createProgress } from "../../util/progress.ts";
-import { parseChoice, parseIntList, parseIntOption } from "../options.ts";
+import { checkOutputFile, parseChoice, parseIntList, parseIntOption } from "../options.ts";
+
+/** The keys of a `ttrl grade` input row; anything else (a typo like "lable") is an error. */
+export const GRADE_ROW_KEYS = ["id", "label", "completions"] as const;
 
 export function parseFormat(value: string): string {
   try {
@@ -36,43 +36,6 @@ export function parseExtractor(value: string): Extractor {
   throw new InvalidArgumentError(
     `--extract must be tags, gsm8k, last-number or regex:<pattern>, got "${value}"`,
   );
-}
-
-/**
- * Streaming JSONL output that appears only on commit (temp file + rename). Local to this command because
- * io/atomic's AtomicWriter.abort() destroys its stream with writes still pending, which raises an
- * unhandled ERR_STREAM_DESTROYED; this one ends the stream before removing the temp file.
- */
-class DetailsWriter {
-  private readonly tmp: string;
-  private readonly stream: ReturnType<typeof createWriteStream>;
-  private error: Error | null = null;
-  constructor(readonly path: string) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
-    this.stream = createWriteStream(this.tmp);
-    this.stream.on("error", (e) => {
-      this.error ??= e;
-    });
-  }
-  async write(row: unknown): Promise<void> {
-    if (this.error) throw this.error;
-    if (!this.stream.write(`${JSON.stringify(row)}\n`)) await once(this.stream, "drain");
-  }
-  private async end(): Promise<void> {
-    if (!this.stream.writableFinished && !this.stream.destroyed) {
-      await new Promise<void>((res) => this.stream.end(() => res()));
-    }
-  }
-  async commit(): Promise<void> {
-    await this.end();
-    if (this.error) throw this.error;
-    await fsp.rename(this.tmp, this.path);
-  }
-  async abort(): Promise<void> {
-    await this.end().catch(() => {});
-    await fsp.rm(this.tmp, { force: true });
-  }
 }
 
 interface GradeCliOptions {
@@ -104,16 +67,21 @@ function modeLine(name: string, m: ModeMetrics, ks: number[]): string {
 /** Grade a JSONL file of completions in one streaming pass; returns the metrics object. */
 export async function runGrade(o: GradeCliOptions): Promise<MetricsJson> {
   createGrader({ format: o.format, extract: o.extract, locale: o.locale }); // usage errors before reading
+  if (o.out) checkOutputFile(o.out, "--out");
+  if (o.details) checkOutputFile(o.details, "--details");
   let size = 0;
   try {
-    size = statSync(o.input).size;
-  } catch {
+    const st = statSync(o.input);
+    if (st.isDirectory()) throw new InputError(o.input, undefined, "is a folder, expected a file");
+    size = st.size;
+  } catch (e) {
+    if (e instanceof InputError) throw e;
     throw new InputError(o.input, undefined, "file not found");
   }
   const started = Date.now();
   let skipped = 0;
   const progress = createProgress({ label: "grade", total: Math.max(1, size), unit: "B", fields: ["rows"] });
-  const details = o.details ? new DetailsWriter(o.details) : null;
+  const details = o.details ? new JsonlWriter(o.details) : null;
   let acc: MetricsAccumulator | null = null;
   let bytes = 0;
   try {
@@ -123,7 +91,7 @@ export async function runGrade(o: GradeCliOptions): Promise<MetricsJson> {
         skipped++;
       },
     })) {
-      const err = rowError(value);
+      const err = rowError(value) ?? unknownKeyError(value as Record<string, unknown>, GRADE_ROW_KEYS);
       if (err) {
         if (o.skipInvalid) {
           skipped++;
@@ -205,7 +173,10 @@ export function register(program: Command): void {
     .description(
       "Grade completions (strict and flexible extraction, locale-correct numbers) and compute valid ratio, accuracy, pass@k and cons@k; streams the input in constant memory",
     )
-    .requiredOption("--input <file>", 'JSONL rows {"id", "label"?, "completions": [...]}')
+    .requiredOption(
+      "--input <file>",
+      'JSONL rows {"id", "label"?, "completions": [...]} (any other key is an error naming its line)',
+    )
     .option(
       "--format <name>",
       "answer format: mantik-cevap, reasoning-answer, or REASONING/ANSWER tag names (e.g. think/answer)",
