@@ -86,7 +86,30 @@ export function parseSplitSpec(spec: string, names?: string[]): SplitSpec {
   const n = names ?? defaults;
   if (n.length !== parts.length)
     throw new UsageError(`--names needs ${parts.length} names for --split ${spec}, got ${n.length}`);
+  checkPartNames(n);
   return { sizes, names: n };
+}
+
+/**
+ * Part names become file names (NAME.jsonl) inside the output folder: each must be a plain name (letters,
+ * digits, `_`, `-`, `.`, not starting with `.` or `-`: no path separators, no `..`, no hidden or empty name)
+ * and unique, also ignoring case (parts "Test" and "test" would be one file on macOS and Windows).
+ */
+export function checkPartNames(names: string[]): void {
+  const seen = new Map<string, string>();
+  for (const name of names) {
+    if (!/^[\p{L}\p{N}_][\p{L}\p{N}_.-]*$/u.test(name))
+      throw new UsageError(
+        `--names: ${JSON.stringify(name)} is not a plain file name (letters, digits, _ - . ; not starting with . or -; no / or \\)`,
+      );
+    const key = name.toLowerCase();
+    const prev = seen.get(key);
+    if (prev !== undefined)
+      throw new UsageError(
+        `--names: ${JSON.stringify(name)} given twice${prev !== name ? ` (as ${JSON.stringify(prev)}; file names that differ only in case collide on some systems)` : ""}: each part needs its own file`,
+      );
+    seen.set(key, name);
+  }
 }
 
 /** Shuffle with the seed and cut consecutive parts. Errors if there are too few rows. */

@@ -238,7 +238,10 @@ export function register(program: Command): void {
     .requiredOption("--seed <s>", "random seed", parseSeed)
     .requiredOption("--out <dir>", "output folder")
     .action(async (file: string, f: { split: string; names?: string; seed: number; out: string }) => {
-      const spec = parseSplitSpec(f.split, f.names?.split(","));
+      const spec = parseSplitSpec(
+        f.split,
+        f.names?.split(",").map((s) => s.trim()),
+      );
       const { rows } = loadRows(file);
       const s = splitRows(rows, spec, f.seed);
       for (const p of s.parts) await writeRows(join(f.out, `${p.name}.jsonl`), p.rows);
