@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Makes .venv at the repo root for ttrl's `trl` engine (and the benchmark peers): torch==2.13.0 first (the
+# CPU wheel here; an unpinned torch would download a multi-GB CUDA build), then the pinned
+# python/requirements.txt under python/constraints.txt (which holds torch at 2.13.0), then makes the
+# ttrl_trl package importable (a .pth file pointing at python/). Safe to rerun: pip skips what is there.
+# Run it as `npm run setup:python`. PYTHON=python3.11 picks the interpreter (default python3, 3.10+).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+py="${PYTHON:-python3}"
+if ! command -v "$py" >/dev/null 2>&1; then
+  echo "setup-python: $py not found; install Python 3.10+ or set PYTHON=/path/to/python3" >&2
+  exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "setup-python: creating .venv with $("$py" --version 2>&1)"
+  "$py" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --disable-pip-version-check --no-input -q)
+echo "setup-python: torch==2.13.0"
+"${pip[@]}" torch==2.13.0
+echo "setup-python: python/requirements.txt"
+"${pip[@]}" -r python/requirements.txt -c python/constraints.txt
+site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo "$root/python" > "$site/ttrl_trl.pth"
+.venv/bin/python -m ttrl_trl.check
+echo "setup-python: done (.venv/bin/python)"
