@@ -24,10 +24,9 @@ interface Job {
 }
 
 async function child(job: Job): Promise<void> {
-  await import("../src/model/polyfills.ts");
   const { initPresetModel } = await import("../src/model/presets.ts");
   const { generate } = await import("../src/model/index.ts");
-  const { runtimeThreads } = await import("../src/model/runtime.ts");
+  const { runtimeThreads } = await import("../src/runtime/jax.ts");
   const m0 = await initPresetModel(job.preset, 1);
   const model = { ...m0, tokenizer: { ...m0.tokenizer, eosTokenIds: [] as number[] } }; // fixed lengths
   const prompts = Array.from({ length: job.batch }, (_, i) =>

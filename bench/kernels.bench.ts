@@ -24,10 +24,10 @@ const SPECS = [
 ];
 
 async function worker(specs: string[]): Promise<Record<string, number>> {
-  const { initRuntime } = await import("../src/model/runtime.ts");
+  const { initRuntime } = await import("../src/runtime/jax.ts");
   await initRuntime();
-  const { jit, numpy: np, random, blockUntilReady } = await import("@jax-js/jax");
-  type JA = import("@jax-js/jax").Array;
+  const { jit, numpy: np, random, blockUntilReady } = await import("../src/runtime/jax.ts");
+  type JA = import("../src/runtime/jax.ts").Array;
   const out: Record<string, number> = {};
   for (const spec of specs) {
     const [M, K, N] = spec.split(",").slice(0, 3).map(Number);

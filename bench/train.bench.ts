@@ -22,8 +22,8 @@ async function workerTrain(
   T: number,
   steps: number,
 ): Promise<Record<string, number>> {
-  const { jit, numpy: np, tree, valueAndGrad } = await import("@jax-js/jax");
-  type JA = import("@jax-js/jax").Array;
+  const { jit, numpy: np, tree, valueAndGrad } = await import("../src/runtime/jax.ts");
+  type JA = import("../src/runtime/jax.ts").Array;
   const { loadPolicy } = await import("../src/train/engine.ts");
   const { AdamW, clipCoefficient, globalNorm } = await import("../src/train/optim.ts");
   const { policy, model } = await loadPolicy(dir);
@@ -137,7 +137,7 @@ async function workerGrpo(
 if (process.argv[2] === "--worker") {
   const [mode, dir, ...nums] = process.argv.slice(3);
   const threads = Number(nums.pop());
-  const { initRuntime } = await import("../src/model/runtime.ts");
+  const { initRuntime } = await import("../src/runtime/jax.ts");
   await initRuntime({ threads });
   const n = nums.map(Number);
   const out =

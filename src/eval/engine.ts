@@ -65,7 +65,7 @@ export async function loadEngine(
 ): Promise<Engine> {
   checkModelDir(dir);
   // Imported lazily: loading jax-js is only paid by commands that run a model.
-  const runtime = await import("../model/runtime.ts");
+  const runtime = await import("../runtime/jax.ts");
   const mod = await import("../model/index.ts");
   await runtime.initRuntime({ threads: opts.threads });
   let model: Awaited<ReturnType<typeof mod.loadModel>>;

@@ -4,8 +4,7 @@
  * Ownership follows jax-js: every function here consumes its array arguments, including the params tree.
  * Callers that keep their params pass `tree.ref(params)`.
  */
-import "./polyfills.ts";
-import { type Array as JArray, lax, nn, numpy as np, tree } from "@jax-js/jax";
+import { type Array as JArray, lax, nn, numpy as np, tree } from "../runtime/jax.ts";
 import { type ModelConfig, ropeInvFreq } from "./config.ts";
 
 export type Params = Record<string, JArray>;

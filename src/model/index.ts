@@ -3,14 +3,20 @@
  * completions with a preallocated KV cache. Runs on jax-js (Wasm); call `initRuntime()` first (loadModel
  * does it for you).
  */
-import "./polyfills.ts";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { type Array as JArray, jit, numpy as np, type OwnedFunction, tree } from "@jax-js/jax";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
 import { type DType, isFloatDType } from "../io/dtype.ts";
 import { Checkpoint, saveCheckpoint } from "../io/safetensors.ts";
+import {
+  initRuntime,
+  type Array as JArray,
+  jit,
+  numpy as np,
+  type OwnedFunction,
+  tree,
+} from "../runtime/jax.ts";
 import { TtrlError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
 import { expectedParams, type ModelConfig, parseConfig } from "./config.ts";
@@ -25,15 +31,14 @@ import {
   type StepOut,
   tokenLogprobs,
 } from "./forward.ts";
-import { initRuntime } from "./runtime.ts";
 import { sampleRow } from "./sampling.ts";
 import { loadTokenizer, type Tokenizer, tokenizerFromJson } from "./tokenizer.ts";
 
+export { initRuntime } from "../runtime/jax.ts";
 export type { ModelConfig } from "./config.ts";
 export { expectedParams, paramCount, parseConfig, SUPPORTED_ARCHITECTURES } from "./config.ts";
 export type { Params } from "./forward.ts";
 export { forwardLogits, tokenLogprobs } from "./forward.ts";
-export { initRuntime } from "./runtime.ts";
 export type { Tokenizer } from "./tokenizer.ts";
 
 /** Files besides the weights that make up a model folder; kept verbatim so saveModel can write them back. */

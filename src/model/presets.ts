@@ -57,7 +57,7 @@ export async function initPresetModel(name: PresetName, seed: number | string = 
     "tokenizer_config.json": `${JSON.stringify(tokenizerConfig, null, 2)}\n`,
     "generation_config.json": `${JSON.stringify({ bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 }, null, 2)}\n`,
   };
-  const { initRuntime } = await import("./runtime.ts");
+  const { initRuntime } = await import("../runtime/jax.ts");
   await initRuntime();
   return modelFromParts(dir, raw, assets, randomParams(parseConfig(raw), seed));
 }

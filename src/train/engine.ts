@@ -3,10 +3,11 @@
  * (the engine caches its compiled sampler per model object); its `params` field is pointed at the
  * trainer's current weights before each sampling call.
  */
-import { type Array as JArray, nn, numpy as np, tree } from "@jax-js/jax";
+
 import { Checkpoint } from "../io/safetensors.ts";
 import { type PrefixArrays, prefixArrays, prefixLogprobs } from "../model/forward.ts";
 import { expectedParams, forwardLogits, generate, loadModel, type Model, saveModel } from "../model/index.ts";
+import { type Array as JArray, nn, numpy as np, tree } from "../runtime/jax.ts";
 import { TtrlError } from "../util/errors.ts";
 import type { Params } from "./optim.ts";
 import type { Policy, PrefixInputs, Sample, SampleOptions } from "./policy.ts";

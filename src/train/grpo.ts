@@ -10,7 +10,6 @@
  */
 import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Array as JArray, jit, lax, numpy as np, tree, valueAndGrad } from "@jax-js/jax";
 import { type GradeOptions, graderFor } from "../answers/index.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import { renderPrompt } from "../prompts/index.ts";
@@ -21,6 +20,7 @@ import {
   type RewardFn,
   weightedRewards,
 } from "../rewards/index.ts";
+import { type Array as JArray, jit, lax, numpy as np, tree, valueAndGrad } from "../runtime/jax.ts";
 import { TtrlError } from "../util/errors.ts";
 import { createProgress } from "../util/progress.ts";
 import { hashString, Rng } from "../util/rng.ts";

@@ -7,7 +7,7 @@
  * Ownership: jax-js arrays are reference-counted and every call consumes its arguments. `AdamW.step`
  * consumes `params` and `grads` and returns new params; the optimizer owns its moment buffers.
  */
-import { blockUntilReady, type Array as JArray, jit, numpy as np, tree } from "@jax-js/jax";
+import { blockUntilReady, type Array as JArray, jit, numpy as np, tree } from "../runtime/jax.ts";
 
 export type Params = Record<string, JArray>;
 

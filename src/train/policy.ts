@@ -3,7 +3,7 @@
  * log-prob function, a sampler, a tokenizer, and save/load of the weights. `enginePolicy` adapts the model
  * engine (src/model); tests plug in tiny models written directly with jax-js.
  */
-import type { Array as JArray } from "@jax-js/jax";
+import type { Array as JArray } from "../runtime/jax.ts";
 import type { PackedPrefixBatch } from "./batch.ts";
 import type { Params } from "./optim.ts";
 

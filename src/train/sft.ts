@@ -7,9 +7,9 @@
  */
 import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Array as JArray, jit, numpy as np, tree, valueAndGrad } from "@jax-js/jax";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import { renderPrompt } from "../prompts/index.ts";
+import { type Array as JArray, jit, numpy as np, tree, valueAndGrad } from "../runtime/jax.ts";
 import { TtrlError, UsageError } from "../util/errors.ts";
 import { createProgress } from "../util/progress.ts";
 import { bucketLength, packSequences, type SeqSpec } from "./batch.ts";

@@ -4,7 +4,6 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { grad, jit, numpy as np, tree } from "@jax-js/jax";
 import {
   generate,
   loadModel,
@@ -14,6 +13,7 @@ import {
   tokenLogprobs,
 } from "../../src/model/index.ts";
 import { initPresetModel } from "../../src/model/presets.ts";
+import { grad, jit, numpy as np, tree } from "../../src/runtime/jax.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "ttrl-model-"));
 let tiny: Model | null = null;

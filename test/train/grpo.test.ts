@@ -1,13 +1,12 @@
-// Single-threaded engine, and jax-js must see the engine's Node polyfills before it is first imported.
+// Single-threaded engine: env.ts sets TTRL_THREADS before the engine's runtime is first imported.
 import "./env.ts";
-import "../../src/model/polyfills.ts";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
-import { type Array as JArray, numpy as np, tree } from "@jax-js/jax";
 import fc from "fast-check";
+import { type Array as JArray, numpy as np, tree } from "../../src/runtime/jax.ts";
 import { GRPO_DEFAULTS, type GrpoConfig, resolveGrpoConfig } from "../../src/train/config.ts";
 import {
   computeAdvantages,

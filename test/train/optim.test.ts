@@ -1,10 +1,9 @@
-// Single-threaded engine, and jax-js must see the engine's Node polyfills before it is first imported.
+// Single-threaded engine: env.ts sets TTRL_THREADS before the engine's runtime is first imported.
 import "./env.ts";
-import "../../src/model/polyfills.ts";
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
-import { numpy as np } from "@jax-js/jax";
 import fc from "fast-check";
+import { numpy as np } from "../../src/runtime/jax.ts";
 import {
   AdamW,
   clipCoefficient,

@@ -1,12 +1,11 @@
-// Single-threaded engine, and jax-js must see the engine's Node polyfills before it is first imported.
+// Single-threaded engine: env.ts sets TTRL_THREADS before the engine's runtime is first imported.
 import "./env.ts";
-import "../../src/model/polyfills.ts";
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
-import { type Array as JArray, jit, numpy as np, tree, valueAndGrad } from "@jax-js/jax";
 import { prefixArrays, prefixLogprobs, tokenLogprobs } from "../../src/model/forward.ts";
 import type { Model } from "../../src/model/index.ts";
 import { initPresetModel } from "../../src/model/presets.ts";
+import { type Array as JArray, jit, numpy as np, tree, valueAndGrad } from "../../src/runtime/jax.ts";
 import { packPrefixSequences, packSequences, type SeqSpec } from "../../src/train/batch.ts";
 import { chunkByGroups, fitPrefixMicroBatch, MICRO_BATCH_BYTES } from "../../src/train/grpo.ts";
 import type { Params } from "../../src/train/optim.ts";

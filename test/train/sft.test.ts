@@ -1,13 +1,12 @@
-// Single-threaded engine, and jax-js must see the engine's Node polyfills before it is first imported.
+// Single-threaded engine: env.ts sets TTRL_THREADS before the engine's runtime is first imported.
 import "./env.ts";
-import "../../src/model/polyfills.ts";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
-import { tree } from "@jax-js/jax";
 import { initPresetModel } from "../../src/model/presets.ts";
+import { tree } from "../../src/runtime/jax.ts";
 import { enginePolicy } from "../../src/train/engine.ts";
 import { SFT_DEFAULTS, type SftConfig, type SftRow, trainSft } from "../../src/train/sft.ts";
 import { listCheckpoints } from "../../src/train/state.ts";

@@ -1,14 +1,13 @@
-// Single-threaded engine, and jax-js must see the engine's Node polyfills before it is first imported.
+// Single-threaded engine: env.ts sets TTRL_THREADS before the engine's runtime is first imported.
 import "./env.ts";
-import "../../src/model/polyfills.ts";
 /**
  * A tiny bigram language model written directly with jax-js, with a character tokenizer: enough to test
  * the trainers' mechanics (gradients, advantages, resume) in well under a second per step.
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type Array as JArray, nn, numpy as np } from "@jax-js/jax";
 import { SafetensorsFile, SafetensorsWriter } from "../../src/io/safetensors.ts";
+import { type Array as JArray, nn, numpy as np } from "../../src/runtime/jax.ts";
 import type { Params } from "../../src/train/optim.ts";
 import type { Policy, Sample, SampleOptions } from "../../src/train/policy.ts";
 import { Rng } from "../../src/util/rng.ts";

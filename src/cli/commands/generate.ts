@@ -31,7 +31,7 @@ export function register(program: Command): void {
     )
     .action(async (o) => {
       if (o.prompt === "") throw new UsageError("--prompt must not be empty");
-      const { initRuntime } = await import("../../model/runtime.ts");
+      const { initRuntime } = await import("../../runtime/jax.ts");
       await initRuntime({ threads: o.threads });
       const { loadModel, generate } = await import("../../model/index.ts");
       const model = await loadModel(o.model);

@@ -20,7 +20,7 @@ export function register(program: Command): void {
       "\nExample:\n  ttrl logprob --model models/tiny --input seqs.jsonl --out logprobs.jsonl\n",
     )
     .action(async (o) => {
-      const { initRuntime } = await import("../../model/runtime.ts");
+      const { initRuntime } = await import("../../runtime/jax.ts");
       await initRuntime({ threads: o.threads });
       const { loadModel, scoreSequences } = await import("../../model/index.ts");
       const model = await loadModel(o.model);

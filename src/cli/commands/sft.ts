@@ -133,7 +133,7 @@ export function register(program: Command): void {
       };
       const { readSftRows } = await import("../../train/data.ts");
       const rows = await readSftRows(cfg.data);
-      const { initRuntime, runtimeThreads } = await import("../../model/runtime.ts");
+      const { initRuntime, runtimeThreads } = await import("../../runtime/jax.ts");
       await initRuntime(o.threads ? { threads: o.threads } : undefined);
       const { loadPolicy } = await import("../../train/engine.ts");
       const { policy } = await loadPolicy(cfg.model);

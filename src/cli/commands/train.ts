@@ -88,7 +88,7 @@ Examples:
 
     const { readTrainRows } = await import("../../train/data.ts");
     const rows = await readTrainRows(cfg.data);
-    const { initRuntime, runtimeThreads } = await import("../../model/runtime.ts");
+    const { initRuntime, runtimeThreads } = await import("../../runtime/jax.ts");
     await initRuntime(cfg.threads > 0 ? { threads: cfg.threads } : undefined);
     const { loadPolicy } = await import("../../train/engine.ts");
     const { policy } = await loadPolicy(cfg.model, { temperature: cfg.temperature });
