@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { CheckpointWriter } from "../src/io/safetensors.ts";
-import { peerThreads } from "../src/merge/methods.ts";
+import { peerThreads } from "../src/merge/kernels/torch.ts";
 import { compareCheckpoints } from "../test/merge/compare.ts";
 import { writeSection } from "./lib.ts";
 

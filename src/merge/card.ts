@@ -1,7 +1,7 @@
 /** The README.md model card that mergekit writes next to a merge (same template and wording). */
 import { existsSync } from "node:fs";
 import type { MergeConfig } from "./config.ts";
-import type { MethodSpec } from "./methods.ts";
+import type { MethodSpec } from "./methods/types.ts";
 
 /** mergekit's test for a Hugging Face repo id, without the network: not a local path and not on disk. */
 function isHf(path: string): boolean {

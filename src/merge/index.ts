@@ -14,16 +14,9 @@ import { createProgress } from "../util/progress.ts";
 import { Rng } from "../util/rng.ts";
 import { generateCard } from "./card.ts";
 import { type MergeConfig, type OutputSlice, type Parameters, parseMergeConfig } from "./config.ts";
-import {
-  isBf16Slerp,
-  linearTensor,
-  METHODS,
-  type MethodSpec,
-  type StoredTensor,
-  slerpTensor,
-  taskArithmeticTensor,
-} from "./methods.ts";
-import { BufferPool, releaseKernelMemory, SlerpWorkers } from "./parallel.ts";
+import type { StoredTensor } from "./kernels/tensors.ts";
+import { BufferPool, releaseKernelMemory, SlerpWorkers } from "./kernels/workers.ts";
+import { METHODS, type MergeContext, type MergeMethod, type TensorParams } from "./methods/index.ts";
 import { layerPosition, ParamError, type ParamSpec, resolveParameter } from "./params.ts";
 
 export interface MergeOptions {
@@ -81,15 +74,12 @@ interface PlannedInput {
   dtype: DType;
 }
 
-interface PlannedTensor {
-  name: string;
+/** An output tensor as planned: its parameters (name, base index, values), inputs, shape and dtypes. */
+interface PlannedTensor extends TensorParams {
   shape: number[];
   inputs: PlannedInput[];
-  baseIndex: number; // index into inputs, -1 if none
   work: DType;
   out: DType;
-  shared: Record<string, number | boolean>;
-  perInput: Record<string, number | boolean>[];
 }
 
 /** Parse "5GB", "500M", "5B" (mergekit: billion), "2GiB", "1000" (bytes). */
@@ -177,7 +167,7 @@ function collectParamNames(cfg: MergeConfig): { name: string; where: string }[] 
 /** Everything needed to run a merge, checked before any output is written. */
 export interface MergePlan {
   config: MergeConfig;
-  method: MethodSpec;
+  method: MergeMethod;
   models: Map<string, ModelInfo>;
   tensors: PlannedTensor[];
   donor: string;
@@ -344,14 +334,8 @@ export async function planMerge(
           });
         }
       }
-      if (method.name === "linear" && shared.normalize) {
-        let sum = 0;
-        for (const p of perInput) sum = Math.fround(sum + Math.fround(p.weight as number));
-        if (sum === 0)
-          fail(
-            `linear: the weights of tensor ${outName} sum to 0 (${perInput.map((p) => p.weight).join(", ")}), and normalize: true divides by their sum; give weights with a non-zero sum or set normalize: false`,
-          );
-      }
+      const refused = method.check?.({ name: outName, baseIndex, shared, perInput });
+      if (refused) fail(refused);
       const work = cfg.dtype ?? promote(inputs.map((x) => x.dtype));
       tensors.push({
         name: outName,
@@ -481,53 +465,6 @@ async function readInputs(plan: MergePlan, t: PlannedTensor, pool: BufferPool): 
   );
 }
 
-async function computeTensor(
-  plan: MergePlan,
-  t: PlannedTensor,
-  inputs: StoredTensor[],
-  rng: Rng,
-  pool: BufferPool,
-  workers: SlerpWorkers,
-): Promise<Uint8Array> {
-  const m = plan.method.name;
-  if (m === "slerp") {
-    const b = t.baseIndex;
-    const [x, y] = [inputs[b], inputs[1 - b]];
-    if (isBf16Slerp(x, y, t.work, t.out)) {
-      const dst = pool.get(x.raw.byteLength);
-      await workers.slerpBf16(x.raw, y.raw, t.shared.t as number, dst);
-      return dst;
-    }
-    return slerpTensor(x, y, t.shared.t as number, t.work, t.out);
-  }
-  if (m === "linear") {
-    return linearTensor(
-      inputs,
-      t.perInput.map((p) => p.weight as number),
-      t.shared.normalize as boolean,
-      t.work,
-      t.out,
-    );
-  }
-  const others = inputs.filter((_, k) => k !== t.baseIndex);
-  const ps = t.perInput.filter((_, k) => k !== t.baseIndex);
-  return taskArithmeticTensor(
-    inputs[t.baseIndex],
-    others,
-    {
-      method: m as "task_arithmetic",
-      weights: ps.map((p) => p.weight as number),
-      densities: ps.map((p) => p.density as number),
-      normalize: t.shared.normalize as boolean,
-      rescale: t.shared.rescale as boolean,
-      lambda: t.shared.lambda as number,
-      rng: rng.fork(t.name),
-    },
-    t.work,
-    t.out,
-  );
-}
-
 /** Tensors whose inputs are being read ahead of the one being computed. */
 const PREFETCH = 2;
 /** Tensors being written at once. */
@@ -599,6 +536,7 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
   let writer: CheckpointWriter | null = null;
   const pool = new BufferPool();
   const workers = new SlerpWorkers(opts.threads === undefined ? undefined : Math.max(0, opts.threads - 1));
+  const ctx: MergeContext = { pool, workers, rng };
   let pending: Promise<StoredTensor[]> | null = null;
   const writing: Promise<void>[] = [];
   const phases = { readWait: 0, compute: 0, writeWait: 0 };
@@ -628,7 +566,7 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
       refill();
       for (const x of inputs) bytesRead += x.raw.byteLength;
       c = performance.now();
-      const result = await computeTensor(plan, t, inputs, rng, pool, workers);
+      const result = await plan.method.merge({ ...t, inputs }, ctx);
       phases.compute += performance.now() - c;
       for (const x of inputs) pool.put(x.raw);
       // a bounded number of tensors being written while the next ones are computed

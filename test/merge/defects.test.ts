@@ -18,7 +18,9 @@ import {
   roundToDtypeInPlace,
 } from "../../src/io/dtype.ts";
 import { runMerge } from "../../src/merge/index.ts";
-import { taskArithmeticTensor } from "../../src/merge/methods.ts";
+import { dareTensor } from "../../src/merge/methods/dare.ts";
+import { tiesTensor } from "../../src/merge/methods/ties.ts";
+import { Rng } from "../../src/util/rng.ts";
 
 const FIX = resolve("test/fixtures/merge");
 const root = mkdtempSync(join(tmpdir(), "ttrl-merge-defects-"));
@@ -116,16 +118,23 @@ const decode = (r: Uint8Array, dtype: DType) => {
   return dtype === "BF16" ? bf16ToF32(h) : f16ToF32(h);
 };
 
+/** The per-tensor function of ties, or of dare_ties (densities of 1: no draws, no sparsification). */
+const mergeOf = (method: "ties" | "dare_ties"): typeof tiesTensor =>
+  method === "ties"
+    ? tiesTensor
+    : (base, others, o, work, out) =>
+        dareTensor(base, others, { ...o, consensus: true, rng: new Rng(0) }, work, out);
+
 describe("ties / dare_ties with normalize in bf16 and fp16 (issue 15 item 5)", () => {
   it("the agreeing weights are summed in the merge dtype: 0.69921875 + 0.5 = 1.203125 in bf16", () => {
     // both deltas 1.5: mixed = bf16(1.046875 + 0.75) = 1.796875; divisor = bf16(0.69921875 + 0.5) = 1.203125
     const base = new Float32Array([0]);
     const x = new Float32Array([1.5]);
     for (const method of ["ties", "dare_ties"] as const) {
-      const r = taskArithmeticTensor(
+      const r = mergeOf(method)(
         encode(base, "BF16"),
         [encode(x, "BF16"), encode(x, "BF16")],
-        { method, weights: [0.7, 0.5], densities: [1, 1], normalize: true, rescale: false, lambda: 1 },
+        { weights: [0.7, 0.5], densities: [1, 1], normalize: true, rescale: false, lambda: 1 },
         "BF16",
         "BF16",
       );
@@ -159,11 +168,10 @@ describe("ties / dare_ties with normalize in bf16 and fp16 (issue 15 item 5)", (
           const models = Array.from({ length: k }, () => round(base.map((v) => v + next())));
           const weights = ws.slice(0, k);
           const got = decode(
-            taskArithmeticTensor(
+            mergeOf(method)(
               encode(base, work),
               models.map((m) => encode(m, work)),
               {
-                method,
                 weights,
                 densities: weights.map(() => 1),
                 normalize: true,

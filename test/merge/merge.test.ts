@@ -19,16 +19,9 @@ import { bf16ToF32, f32ToBf16 } from "../../src/io/dtype.ts";
 import { Checkpoint, saveCheckpoint } from "../../src/io/safetensors.ts";
 import { parseMergeConfig } from "../../src/merge/config.ts";
 import { parseSize, runMerge, TOKENIZER_FILES } from "../../src/merge/index.ts";
-import {
-  fma32,
-  peerSlerpStats,
-  type StoredTensor,
-  slerpCoefficients,
-  slerpF32,
-  slerpTensor,
-  torchSplit,
-  torchSum,
-} from "../../src/merge/methods.ts";
+import type { StoredTensor } from "../../src/merge/kernels/tensors.ts";
+import { fma32, torchSplit, torchSum } from "../../src/merge/kernels/torch.ts";
+import { peerSlerpStats, slerpCoefficients, slerpF32, slerpTensor } from "../../src/merge/methods/slerp.ts";
 import {
   evaluateSetting,
   gradientValue,
@@ -441,7 +434,7 @@ describe("mergekit's float32 statistics (torch CPU kernels)", () => {
   });
 
   it("norms, cosine and output equal mergekit's on large tensors (2^20 chunks, per-thread sums)", async () => {
-    const { BufferPool, SlerpWorkers } = await import("../../src/merge/parallel.ts");
+    const { BufferPool, SlerpWorkers } = await import("../../src/merge/kernels/workers.ts");
     const fx = JSON.parse(readFileSync(`${FIX}/slerp_large.json`, "utf8"));
     const pool = new BufferPool();
     const workers = new SlerpWorkers(1);
@@ -483,7 +476,7 @@ describe("mergekit's float32 statistics (torch CPU kernels)", () => {
 
 describe("worker threads and seeded DARE", () => {
   it("the bf16 SLERP split across worker threads equals the single-threaded kernel", async () => {
-    const { BufferPool, SlerpWorkers } = await import("../../src/merge/parallel.ts");
+    const { BufferPool, SlerpWorkers } = await import("../../src/merge/kernels/workers.ts");
     const n = (1 << 21) + 3;
     const rng = new Rng(5);
     const a = Float32Array.from({ length: n }, () => rng.normal() * 0.02);

@@ -4,7 +4,7 @@
  * tensors are read from disk straight into it and never copied.
  *
  * Every float32 operation is the same IEEE operation, in the same order, as the peer's kernels (see
- * `torchDot`, `torchSquares` in methods.ts for the scalar reference the tests compare against):
+ * `torchSum`, `torchSquares` in torch.ts for the scalar reference the tests compare against):
  * - `sq(p, n)`: Σx² of n bf16 values as torch's vectorised `vector_norm` lastdim kernel on AVX2 does it:
  *   8 float32 lanes, lane k accumulating elements ≡ k (mod 8), lanes then added in order 0..7, then the
  *   < 8 tail elements one by one. (x² of a bf16 value is exact in float32, so fused or not is the same.)
@@ -183,6 +183,17 @@ const whileLt = (a: number[], b: number[], body: number[]) => [
   ...op.end,
 ];
 const incr = (l: number, by: number) => [...op.get(l), ...op.i32(by), ...op.add, ...op.set(l)];
+/** `while (count !== 0) { body; count-- }` over the i32 local `count`. */
+const countDown = (count: number, body: number[]) => [
+  ...op.block,
+  ...op.loop,
+  ...[...op.get(count), ...op.eqz, ...op.brIf(1)],
+  ...body,
+  ...incr(count, -1),
+  ...op.br(0),
+  ...op.end,
+  ...op.end,
+];
 const laneSum = (acc: number[], lo: number, hi: number) => [
   ...acc,
   ...[0, 1, 2, 3].flatMap((l) => [...op.get(lo), ...op.fextract(l), ...op.fadd]),
@@ -374,17 +385,7 @@ function dotFn(): Fn {
         ...op.sub,
         ...op.set(LEFT),
       ],
-      ...op.block,
-      ...op.loop,
-      ...[...op.get(LEFT), ...op.eqz, ...op.brIf(1)],
-      ...accAdd(0, 0),
-      ...accAdd(1, 8),
-      ...incr(PA, 16),
-      ...incr(PB, 16),
-      ...[...op.get(LEFT), ...op.i32(1), ...op.sub, ...op.set(LEFT)],
-      ...op.br(0),
-      ...op.end,
-      ...op.end,
+      ...countDown(LEFT, [...accAdd(0, 0), ...accAdd(1, 8), ...incr(PA, 16), ...incr(PB, 16)]),
       // partial[0] += partial[1]; += partial[2]; += partial[3]
       ...[2, 4, 6].flatMap((k) => [
         ...op.get(ACC(0)),
@@ -400,16 +401,14 @@ function dotFn(): Fn {
       ...op.f32(0),
       ...op.set(FA),
       ...[...op.get(N), ...op.i32(7), ...op.and, ...op.set(LEFT)],
-      ...op.block,
-      ...op.loop,
-      ...[...op.get(LEFT), ...op.eqz, ...op.brIf(1)],
-      ...[...op.get(FA), ...scalarProd, ...op.fadd, ...op.set(FA)],
-      ...incr(PA, 2),
-      ...incr(PB, 2),
-      ...[...op.get(LEFT), ...op.i32(1), ...op.sub, ...op.set(LEFT)],
-      ...op.br(0),
-      ...op.end,
-      ...op.end,
+      ...countDown(LEFT, [
+        ...op.get(FA),
+        ...scalarProd,
+        ...op.fadd,
+        ...op.set(FA),
+        ...incr(PA, 2),
+        ...incr(PB, 2),
+      ]),
       ...laneSum(op.get(FA), ACC(0), ACC(1)),
     ],
   };

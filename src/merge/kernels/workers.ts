@@ -5,22 +5,23 @@
  *
  * Per tensor, three phases, each split over the threads: Σa², Σb² per torch chunk (`sq`); the dot of the
  * normalised tensors per chunk, in the parts torch's two-pass reduction uses (`dot`); the output (`mix`).
- * The statistics are combined on the main thread in torch's order (methods.ts), so results do not depend on
+ * The statistics are combined on the main thread in torch's order (torch.ts), so results do not depend on
  * this process's thread count.
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { bf16ToF32 } from "../io/dtype.ts";
+import { bf16ToF32 } from "../../io/dtype.ts";
+import { coefficientsFromDot, peerSlerpStatsOf, slerpBf16Pass2 } from "../methods/slerp.ts";
 import {
-  coefficientsFromDot,
-  peerSlerpStatsOf,
+  cascadeLevelPower,
+  EPS32,
   peerThreads,
-  slerpBf16Pass2,
   TORCH_CHUNK,
   torchNormOf,
   torchSplit,
   torchSum,
-} from "./methods.ts";
+  torchTwoPass,
+} from "./torch.ts";
 import { instantiateKernels, type Kernels, kernelModule, sharedMemory } from "./wasm.ts";
 
 const PAGE = 65536;
@@ -222,9 +223,8 @@ export class SlerpWorkers {
     const norms = (o: number) => Float32Array.from(sq.slice(o, o + chunks), (s) => Math.fround(Math.sqrt(s)));
     let ra = torchNormOf(norms(0));
     let rb = torchNormOf(norms(chunks));
-    const eps = Math.fround(1e-8);
-    if (!(ra > eps)) ra = 1;
-    if (!(rb > eps)) rb = 1;
+    if (!(ra > EPS32)) ra = 1;
+    if (!(rb > EPS32)) rb = 1;
     // 2: dot per chunk, in torch's per-thread parts
     const dotCalls: Call[] = [];
     const partsOf: number[] = [];
@@ -232,10 +232,19 @@ export class SlerpWorkers {
       const s = c * TORCH_CHUNK;
       const m = Math.min(TORCH_CHUNK, n - s);
       const split = torchSplit(m, threads);
-      partsOf.push(split.length === 1 && (m < 32768 || threads <= 1) ? 0 : split.length);
+      partsOf.push(torchTwoPass(m, threads) ? split.length : 0);
       for (const [b0, e0] of split) {
         const rows = (e0 - b0) >> 5;
-        dotCalls.push(["dot", pa + 2 * (s + b0), pb + 2 * (s + b0), e0 - b0, ra, rb, -1, levelPower(rows)]);
+        dotCalls.push([
+          "dot",
+          pa + 2 * (s + b0),
+          pb + 2 * (s + b0),
+          e0 - b0,
+          ra,
+          rb,
+          -1,
+          cascadeLevelPower(rows),
+        ]);
       }
     }
     const partial = await this.runAll(dotCalls, parallel);
@@ -293,9 +302,4 @@ function slerpBf16Js(
   const { c0, c1 } = coefficientsFromDot(t, st.dot);
   slerpBf16Pass2(ha, hb, h(dst), 0, n, c0, c1);
   return { ...st, c0, c1 };
-}
-
-function levelPower(rows: number): number {
-  const cl = rows <= 2 ? 1 : Math.floor(Math.log2(rows - 1)) + 1;
-  return Math.max(4, Math.floor(cl / 4));
 }
