@@ -1,9 +1,61 @@
-/** Reading training rows for `ttrl train` and `ttrl sft`, with errors that name the file and line. */
+/**
+ * Training data (stage 1 of a step): reading rows for `ttrl train` and `ttrl sft`, with errors that name the
+ * file and line, and the seeded data order both trainers (and every engine) follow.
+ */
 import { existsSync } from "node:fs";
 import { readJsonl } from "../io/jsonl.ts";
 import { InputError, TtrlError } from "../util/errors.ts";
-import type { TrainRow } from "./grpo.ts";
+import { Rng } from "../util/rng.ts";
 import type { SftRow } from "./sft.ts";
+
+export interface TrainRow {
+  id: string;
+  question: string;
+  answer?: string | number | null;
+  /** 1-based line in the data file, for error messages. */
+  line: number;
+}
+
+/**
+ * The seeded data order: prompt k of the run is row perm_e[k mod n] of epoch e = ⌊k / n⌋. It depends only
+ * on the seed and the data size — never on rewards or samples — so accuracy and majority runs see the
+ * same prompts in the same order.
+ */
+export class DataOrder {
+  private perms = new Map<number, number[]>();
+  constructor(
+    readonly n: number,
+    readonly seed: number,
+    readonly shuffle: boolean,
+  ) {}
+  index(k: number): number {
+    const e = Math.floor(k / this.n);
+    let p = this.perms.get(e);
+    if (!p) {
+      p = Array.from({ length: this.n }, (_, i) => i);
+      if (this.shuffle) new Rng(this.seed).fork(`data/epoch-${e}`).shuffle(p);
+      this.perms.clear();
+      this.perms.set(e, p);
+    }
+    return p[k % this.n];
+  }
+  /** Rows k·size … k·size + size − 1 of the order: the rows of step k when each step takes `size` rows. */
+  step(k: number, size: number): number[] {
+    return Array.from({ length: size }, (_, i) => this.index(k * size + i));
+  }
+}
+
+/**
+ * The rows (indices into the data) of GRPO step `step`: a pure function of the seed, the step, the
+ * settings and the data size, shared by every engine.
+ */
+export function stepRows(
+  step: number,
+  nRows: number,
+  c: { seed: number; prompts_per_step: number; shuffle_dataset: boolean },
+): number[] {
+  return new DataOrder(nRows, c.seed, c.shuffle_dataset).step(step, c.prompts_per_step);
+}
 
 function checkFile(file: string): void {
   if (!existsSync(file)) throw new TtrlError(`${file}: data file not found`);

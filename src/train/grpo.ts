@@ -26,6 +26,9 @@ import { createProgress } from "../util/progress.ts";
 import { hashString, Rng } from "../util/rng.ts";
 import {
   bucketLength,
+  chunkByGroups,
+  fitMicroBatch,
+  fitPrefixMicroBatch,
   type PackedBatch,
   type PackedPrefixBatch,
   packPrefixSequences,
@@ -33,6 +36,7 @@ import {
   type SeqSpec,
 } from "./batch.ts";
 import { type GrpoConfig, type LossType, rewardFuncs, type ScaleRewards } from "./config.ts";
+import { DataOrder, type TrainRow } from "./data.ts";
 import {
   adamwFromSettings,
   clipCoefficient,
@@ -190,42 +194,6 @@ export function makeGrpoLoss(
     return [loss, { klSum, lowSum, highSum }];
   };
   return jit(valueAndGrad(f, { hasAux: true }));
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Data
-
-export interface TrainRow {
-  id: string;
-  question: string;
-  answer?: string | number | null;
-  /** 1-based line in the data file, for error messages. */
-  line: number;
-}
-
-/**
- * The seeded data order: prompt k of the run is row perm_e[k mod n] of epoch e = ⌊k / n⌋. It depends only
- * on the seed and the data size — never on rewards or samples — so accuracy and majority runs see the
- * same prompts in the same order.
- */
-export class DataOrder {
-  private perms = new Map<number, number[]>();
-  constructor(
-    readonly n: number,
-    readonly seed: number,
-    readonly shuffle: boolean,
-  ) {}
-  index(k: number): number {
-    const e = Math.floor(k / this.n);
-    let p = this.perms.get(e);
-    if (!p) {
-      p = Array.from({ length: this.n }, (_, i) => i);
-      if (this.shuffle) new Rng(this.seed).fork(`data/epoch-${e}`).shuffle(p);
-      this.perms.clear();
-      this.perms.set(e, p);
-    }
-    return p[k % this.n];
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -748,92 +716,6 @@ function idsArrays(pb: PackedBatch): [JArray, JArray] {
 function zerosLike(p: Params): Params {
   const out: Params = {};
   for (const [k, v] of Object.entries(p)) out[k] = np.zeros(v.shape);
-  return out;
-}
-
-/** Wasm memory the trainers aim to stay under for one micro-batch. */
-export const MICRO_BATCH_BYTES = 2 ** 30;
-
-/**
- * Rows per micro-batch: `want`, or fewer (a power of two) when `want` rows of length T would need more
- * than MICRO_BATCH_BYTES by the policy's estimate. Fails clearly if a single row cannot fit.
- */
-export function fitMicroBatch(want: number, T: number, policy: Policy): number {
-  const bpt = policy.bytesPerToken?.(T);
-  if (!bpt) return want;
-  const maxRows = Math.floor(MICRO_BATCH_BYTES / (bpt * T));
-  if (maxRows < 1)
-    throw new TtrlError(
-      `one sequence of ${T} tokens needs about ${((bpt * T) / 2 ** 30).toFixed(1)} GiB for a training step, more than the ${MICRO_BATCH_BYTES / 2 ** 30} GiB a micro-batch may use (Wasm memory is capped at 4 GiB); lower max_completion_length`,
-    );
-  if (want <= maxRows) return want;
-  let r = 1;
-  while (r * 2 <= maxRows) r *= 2;
-  return r;
-}
-
-/**
- * Rows per shared-prompt micro-batch (see packPrefixSequences): `want`, or the largest power of two below
- * it whose micro-batches (consecutive rows of `work`) stay under MICRO_BATCH_BYTES by the policy's
- * estimate, counting each distinct prompt's tokens once.
- */
-export function fitPrefixMicroBatch(
-  want: number,
-  work: { prompt: number[]; completion: number[]; group?: number }[],
-  policy: Policy,
-  /** Rows per group: micro-batches are then whole groups (see chunkByGroups). */
-  rowsPerGroup?: number,
-): number {
-  const Tp = bucketLength(Math.max(1, ...work.map((s) => s.prompt.length - 1)));
-  const Tc = bucketLength(Math.max(1, ...work.map((s) => s.completion.length)));
-  const bpt = policy.bytesPerToken?.(Tp + Tc);
-  if (!bpt) return want;
-  const pow2 = (n: number) => {
-    let b = 1;
-    while (b < n) b *= 2;
-    return b;
-  };
-  const fits = (rows: number) => {
-    const chunks: (typeof work)[] = [];
-    if (rowsPerGroup) chunks.push(...chunkByGroups(work, rows, Math.max(1, Math.floor(rows / rowsPerGroup))));
-    else for (let i = 0; i < work.length; i += rows) chunks.push(work.slice(i, i + rows));
-    for (const ch of chunks) {
-      const distinct = new Set(ch.map((s) => s.prompt.join(","))).size;
-      const B = Math.min(pow2(ch.length), Math.max(rows, ch.length));
-      if (bpt * (B * Tc + pow2(distinct) * Tp) > MICRO_BATCH_BYTES) return false;
-    }
-    return true;
-  };
-  if (fits(want)) return want;
-  let r = 1;
-  while (r * 2 < want) r *= 2;
-  for (; r >= 1; r /= 2) if (fits(r)) return r;
-  throw new TtrlError(
-    `one sequence of ${Tp + Tc} tokens needs about ${((bpt * (Tp + Tc)) / 2 ** 30).toFixed(1)} GiB for a training step, more than the ${MICRO_BATCH_BYTES / 2 ** 30} GiB a micro-batch may use (Wasm memory is capped at 4 GiB); lower max_completion_length`,
-  );
-}
-
-/**
- * Split rows (in group order) into micro-batches of at most `rows` rows and `groups` groups; a group
- * larger than `rows` is split. Rows without a group count as one group each.
- */
-export function chunkByGroups<T extends { group?: number }>(work: T[], rows: number, groups: number): T[][] {
-  const out: T[][] = [];
-  let cur: T[] = [];
-  let n = 0;
-  let last: number | undefined;
-  for (const s of work) {
-    const isNew = s.group === undefined || s.group !== last;
-    if (cur.length === rows || (isNew && n === groups)) {
-      out.push(cur);
-      cur = [];
-      n = 0;
-    }
-    if (isNew || cur.length === 0) n++;
-    last = s.group;
-    cur.push(s);
-  }
-  if (cur.length) out.push(cur);
   return out;
 }
 

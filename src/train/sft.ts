@@ -12,8 +12,8 @@ import { renderPrompt } from "../prompts/index.ts";
 import { type Array as JArray, jit, numpy as np, tree, valueAndGrad } from "../runtime/jax.ts";
 import { TtrlError, UsageError } from "../util/errors.ts";
 import { createProgress } from "../util/progress.ts";
-import { bucketLength, packSequences, type SeqSpec } from "./batch.ts";
-import { DataOrder, fitMicroBatch } from "./grpo.ts";
+import { bucketLength, fitMicroBatch, packSequences, type SeqSpec } from "./batch.ts";
+import { DataOrder } from "./data.ts";
 import {
   adamwFromSettings,
   clipCoefficient,

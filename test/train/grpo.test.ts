@@ -8,14 +8,13 @@ import { before, describe, it } from "node:test";
 import fc from "fast-check";
 import { type Array as JArray, numpy as np, tree } from "../../src/runtime/jax.ts";
 import { GRPO_DEFAULTS, type GrpoConfig, resolveGrpoConfig } from "../../src/train/config.ts";
+import { DataOrder, type TrainRow } from "../../src/train/data.ts";
 import {
   computeAdvantages,
-  DataOrder,
   type LossAux,
   makeGrpoLoss,
   rowWeights,
   stdUnbiased,
-  type TrainRow,
   trainGrpo,
 } from "../../src/train/grpo.ts";
 import type { Params } from "../../src/train/optim.ts";

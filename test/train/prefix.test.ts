@@ -6,8 +6,14 @@ import { prefixArrays, prefixLogprobs, tokenLogprobs } from "../../src/model/for
 import type { Model } from "../../src/model/index.ts";
 import { initPresetModel } from "../../src/model/presets.ts";
 import { type Array as JArray, jit, numpy as np, tree, valueAndGrad } from "../../src/runtime/jax.ts";
-import { packPrefixSequences, packSequences, type SeqSpec } from "../../src/train/batch.ts";
-import { chunkByGroups, fitPrefixMicroBatch, MICRO_BATCH_BYTES } from "../../src/train/grpo.ts";
+import {
+  chunkByGroups,
+  fitPrefixMicroBatch,
+  MICRO_BATCH_BYTES,
+  packPrefixSequences,
+  packSequences,
+  type SeqSpec,
+} from "../../src/train/batch.ts";
 import type { Params } from "../../src/train/optim.ts";
 import type { Policy } from "../../src/train/policy.ts";
 import { setupRuntime } from "./helpers.ts";
