@@ -4,8 +4,11 @@
  * are the SDK's). Both return the completion text with the stop string that ended it kept, so the grader sees
  * the closing answer tag.
  */
-import { resolve } from "node:path";
+import { createHash } from "node:crypto";
+import { closeSync, fstatSync, openSync, readdirSync, readSync } from "node:fs";
+import { join } from "node:path";
 import OpenAI from "openai";
+import type { FinishReason } from "../model/sampler.ts";
 import { TtrlError } from "../util/errors.ts";
 import type { Engine } from "./engine.ts";
 
@@ -15,6 +18,8 @@ export interface ChatMessage {
 }
 
 export interface SampleJob {
+  /** What the job is, for error messages (e.g. `question "q7" sample 3`). */
+  label?: string;
   /** Plain prompt text (plain templates) ... */
   prompt?: string;
   /** ... or chat messages (chat templates; the backend applies the model's chat template). */
@@ -32,7 +37,7 @@ export interface SamplingParams {
 
 export interface SampleOut {
   text: string;
-  finishReason: "stop" | "eos" | "length";
+  finishReason: FinishReason;
   completionTokens: number | null;
 }
 
@@ -74,11 +79,55 @@ export function restoreStop(
   return text;
 }
 
+/** Files of a model folder that change what it generates (besides the weights). */
+const MODEL_TEXT_FILES = [
+  "config.json",
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "chat_template.jinja",
+  "model.safetensors.index.json",
+];
+
+/**
+ * A content hash of a model folder: the bytes of every `*.safetensors` file plus the config, tokenizer and
+ * generation files, each with its name and size. Re-trained weights keep their safetensors header and size
+ * exactly (same shapes, same dtypes) and a copy or `touch` changes only the mtime, so neither headers+sizes
+ * nor mtimes can tell whether cached samples still belong to the weights; the bytes can. Streams the files
+ * in 4 MiB reads (sha256 runs at several hundred MB/s, small next to loading the same weights).
+ */
+export function modelFingerprint(dir: string): string {
+  const names = readdirSync(dir)
+    .filter((f) => f.endsWith(".safetensors") || MODEL_TEXT_FILES.includes(f))
+    .sort();
+  const h = createHash("sha256");
+  const buf = Buffer.allocUnsafe(4 << 20);
+  for (const name of names) {
+    const path = join(dir, name);
+    const fd = openSync(path, "r");
+    try {
+      const size = fstatSync(fd).size;
+      h.update(`${name}\u0000${size}\u0000`);
+      for (;;) {
+        const n = readSync(fd, buf, 0, buf.length, null);
+        if (n === 0) break;
+        h.update(buf.subarray(0, n));
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return `sha256:${h.digest("hex").slice(0, 32)}`;
+}
+
 export function localBackend(engine: Engine, opts: { batchSize?: number; id?: string } = {}): Backend {
   const batchSize = opts.batchSize ?? 16;
   return {
     kind: "local",
-    id: opts.id ?? `local:${engine.dir ? resolve(engine.dir) : engine.name}`,
+    // Keyed by the weights (and tokenizer/config), not the folder's path: re-evaluating a folder whose
+    // weights changed must not reuse the old samples; a byte-identical copy elsewhere may.
+    id: opts.id ?? (engine.dir ? `local:${modelFingerprint(engine.dir)}` : `local:${engine.name}`),
     async run(jobs, params, onDone) {
       // Greedy and sampled jobs take different generate options: batch them separately.
       for (const greedy of [false, true]) {
@@ -119,14 +168,54 @@ export interface HttpBackendOptions {
   endpoint: string;
   modelName: string;
   concurrency?: number;
-  /** Retries per request (the SDK's exponential backoff with jitter, 0.5 s doubling up to 8 s). */
+  /**
+   * Retries per request. HTTP 429/5xx and failed connections are retried by the SDK (exponential backoff
+   * with jitter, 0.5 s doubling up to 8 s, honouring retry-after); a body cut off mid-response, a body that
+   * is not JSON or a reply without choices are retried here with the same bound and schedule.
+   */
   retries?: number;
+  /** First backoff delay of the retries made here (doubles each time, capped at 16×; default 500 ms). */
+  retryDelayMs?: number;
   timeoutMs?: number;
   apiKey?: string;
 }
 
+/** A 200 reply the client cannot use (no choices, no text): retried like a cut-off body. */
+class BadReplyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BadReplyError";
+  }
+}
+
+/**
+ * Faults in the body of a 200 reply, which the SDK does not retry: the connection cut mid-body (undici
+ * "terminated", ECONNRESET), a body that is not JSON, a reply without choices. HTTP statuses and failed
+ * connections arrive as the SDK's APIError subclasses after its own retries.
+ */
+function isBodyFault(e: unknown): boolean {
+  if (e instanceof OpenAI.APIError) return false;
+  return e instanceof BadReplyError || e instanceof SyntaxError || e instanceof TypeError || isSocketError(e);
+}
+
+function isSocketError(e: unknown): boolean {
+  const code =
+    (e as { code?: string; cause?: { code?: string } })?.cause?.code ?? (e as { code?: string })?.code;
+  return typeof code === "string" && /^(ECONNRESET|EPIPE|UND_ERR_\w+|ERR_STREAM_PREMATURE_CLOSE)$/.test(code);
+}
+
+function bodyFaultDetail(e: unknown): string {
+  if (e instanceof BadReplyError) return e.message;
+  if (e instanceof SyntaxError) return `reply body is not valid JSON (${e.message})`;
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+  return `connection cut mid-response (${cause?.code ?? (e as Error).message ?? String(e)})`;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export function httpBackend(o: HttpBackendOptions): Backend {
   const retries = o.retries ?? 4;
+  const baseDelay = o.retryDelayMs ?? 500;
   const client = new OpenAI({
     baseURL: o.endpoint,
     apiKey: o.apiKey ?? process.env.OPENAI_API_KEY ?? "sk-none",
@@ -150,8 +239,10 @@ export function httpBackend(o: HttpBackendOptions): Backend {
         ...common,
         messages: job.messages as OpenAI.Chat.ChatCompletionMessageParam[],
       });
-      const c = r.choices[0];
-      if (!c) throw new TtrlError(`${o.endpoint}: response without choices`);
+      const c = (r as { choices?: typeof r.choices }).choices?.[0];
+      if (!c) throw new BadReplyError("reply without choices");
+      if (!c.message || (typeof c.message.content !== "string" && c.message.content !== null))
+        throw new BadReplyError("reply choice without message content");
       const fr = c.finish_reason === "length" ? "length" : "stop";
       const stopReason = (c as unknown as { stop_reason?: string | number | null }).stop_reason;
       return {
@@ -161,55 +252,81 @@ export function httpBackend(o: HttpBackendOptions): Backend {
       };
     }
     const r = await client.completions.create({ ...common, prompt: job.prompt ?? "" });
-    const c = r.choices[0];
-    if (!c) throw new TtrlError(`${o.endpoint}: response without choices`);
+    const c = (r as { choices?: typeof r.choices }).choices?.[0];
+    if (!c) throw new BadReplyError("reply without choices");
+    if (typeof c.text !== "string") throw new BadReplyError("reply choice without text");
     const fr = c.finish_reason === "length" ? "length" : "stop";
     const stopReason = (c as unknown as { stop_reason?: string | number | null }).stop_reason;
     return {
-      text: restoreStop(c.text ?? "", fr, stopReason, params.stop),
+      text: restoreStop(c.text, fr, stopReason, params.stop),
       finishReason: fr === "length" ? "length" : stopReason === null ? "eos" : "stop",
       completionTokens: r.usage?.completion_tokens ?? null,
     };
   }
 
+  /** `one` with bounded retries of body faults (exponential backoff with jitter). */
+  async function withRetries(job: SampleJob, params: SamplingParams): Promise<SampleOut> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await one(job, params);
+      } catch (e) {
+        if (!isBodyFault(e) || attempt >= retries) throw e;
+        const delay = baseDelay * 2 ** Math.min(attempt, 4);
+        await sleep(delay * (0.75 + 0.5 * Math.random()));
+      }
+    }
+  }
+
   return {
     kind: "http",
-    // Keyed by the served model's name, not the URL: a restarted server on another port still resumes.
-    id: `http:${o.modelName}`,
+    // Keyed by the endpoint and the served model's name: another server (or another model under the same
+    // name elsewhere) never reuses these samples.
+    id: `http:${o.endpoint.replace(/\/+$/, "")}|${o.modelName}`,
     async run(jobs, params, onDone) {
       let next = 0;
-      let failure: unknown = null;
+      // The first failure stops new requests; requests in flight finish (and are kept) before it is thrown.
+      let failure: { e: unknown; job: SampleJob; http: boolean } | null = null;
       const worker = async () => {
         while (failure === null && next < jobs.length) {
           const i = next++;
+          let out: SampleOut;
           try {
-            const out = await one(jobs[i], params);
+            out = await withRetries(jobs[i], params);
+          } catch (e) {
+            failure ??= { e, job: jobs[i], http: true };
+            continue;
+          }
+          try {
             await onDone(i, out);
           } catch (e) {
-            if (failure === null) failure = e;
+            failure ??= { e, job: jobs[i], http: false };
           }
         }
       };
       await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker));
-      if (failure !== null) throw describeHttpError(failure, o.endpoint, retries);
+      const f = failure as { e: unknown; job: SampleJob; http: boolean } | null;
+      if (f !== null) throw f.http ? describeHttpError(f.e, o.endpoint, retries, f.job.label) : f.e;
     },
     async close() {},
   };
 }
 
-function describeHttpError(e: unknown, endpoint: string, retries: number): Error {
+export function describeHttpError(e: unknown, endpoint: string, retries: number, what?: string): Error {
+  const at = what ? `${endpoint} (${what})` : endpoint;
   if (e instanceof OpenAI.APIConnectionTimeoutError)
-    return new TtrlError(`${endpoint}: request timed out after ${retries} retries`, { cause: e });
+    return new TtrlError(`${at}: request timed out after ${retries} retries`, { cause: e });
   if (e instanceof OpenAI.APIConnectionError) {
     const cause = (e as { cause?: { message?: string; code?: string } }).cause;
     const detail = cause?.code ?? cause?.message ?? e.message;
-    return new TtrlError(`${endpoint}: unreachable after ${retries} retries (${detail})`, { cause: e });
+    return new TtrlError(`${at}: unreachable after ${retries} retries (${detail})`, { cause: e });
   }
   if (e instanceof OpenAI.APIError) {
     const after = e.status && (e.status >= 500 || e.status === 429) ? ` after ${retries} retries` : "";
-    return new TtrlError(`${endpoint}: server answered ${e.status ?? "?"}${after}: ${e.message}`, {
+    return new TtrlError(`${at}: server answered ${e.status ?? "?"}${after}: ${e.message}`, {
       cause: e,
     });
   }
-  return e instanceof Error ? e : new Error(String(e));
+  if (isBodyFault(e))
+    return new TtrlError(`${at}: ${bodyFaultDetail(e)}, after ${retries} retries`, { cause: e });
+  return new TtrlError(`${at}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }

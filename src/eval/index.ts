@@ -1,7 +1,9 @@
 /**
  * `ttrl eval`: k samples per question from a backend (local engine or an OpenAI-compatible server), graded
  * by the grading core. Every finished sample is appended to `cache.jsonl` in the output folder, keyed by
- * (model, prompt, seed, sampling params), so a killed eval resumes without regenerating.
+ * (model, prompt, seed, sampling params), so a killed eval resumes without regenerating. "Model" is the
+ * backend's id: a content hash of the model folder's weights, config and tokenizer (local), or the endpoint
+ * URL and model name (HTTP), so changed weights never reuse old samples.
  *
  * Sample j of question `id` uses seed `sampleSeed(seed, id, j)`, so results depend neither on batching nor on
  * the backend. Outputs: generations.jsonl (`ttrl grade` input rows), metrics.json (`ttrl grade` output),
@@ -16,7 +18,7 @@ import { writeJsonAtomic } from "../io/atomic.ts";
 import { readJsonl, writeJsonl } from "../io/jsonl.ts";
 import { computeMetrics } from "../metrics/index.ts";
 import { getTemplate, renderPrompt } from "../prompts/index.ts";
-import { InputError, TtrlError } from "../util/errors.ts";
+import { InputError, TtrlError, UsageError } from "../util/errors.ts";
 import { createProgress } from "../util/progress.ts";
 import { hashString } from "../util/rng.ts";
 import type { Backend, ChatMessage, SampleJob, SampleOut, SamplingParams } from "./backends.ts";
@@ -61,6 +63,11 @@ export interface EvalResult {
   samples: number;
   /** Samples taken from the cache rather than generated. */
   cached: number;
+  /**
+   * Samples in the output folder's cache that this run did not use: made by other weights (the cache is
+   * keyed by the model's content hash, or the endpoint URL and model name) or other sampling settings.
+   */
+  cacheIgnored: number;
   seconds: number;
 }
 
@@ -123,13 +130,30 @@ export async function runEval(o: EvalOptions): Promise<EvalResult> {
   };
   const seed = o.seed ?? 0;
   const templateName = o.template ?? "plain-tr";
-  const template = getTemplate(templateName);
+  let template: ReturnType<typeof getTemplate>;
+  try {
+    template = getTemplate(templateName);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const gradeOpts: GradeOptions = { format: o.format ?? "mantik-cevap", locale: o.locale ?? "tr-TR" };
   const grader = graderFor(gradeOpts);
-  const ks = (o.ks ?? [1, 2, 4, 8, 16, 32, 64].filter((x) => x <= k)).filter((x) => x <= k);
+  const tooBig = (o.ks ?? []).filter((x) => x > k);
+  if (tooBig.length)
+    throw new UsageError(
+      `ks ${tooBig.join(",")} exceeds k=${k}: pass@k and cons@k need at least k samples per question`,
+    );
+  const ks = [...(o.ks ?? [1, 2, 4, 8, 16, 32, 64].filter((x) => x <= k))];
   if (!ks.includes(k)) ks.push(k);
   const questions = await loadQuestions(o.data, o.limit);
-  mkdirSync(o.out, { recursive: true });
+  try {
+    mkdirSync(o.out, { recursive: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST" || code === "ENOTDIR")
+      throw new UsageError(`${o.out}: is a file (or under one); the eval output must be a folder`);
+    throw e;
+  }
 
   const jobs: (SampleJob & { q: number; j: number | "greedy"; key: string })[] = [];
   for (let qi = 0; qi < questions.length; qi++) {
@@ -161,7 +185,8 @@ export async function runEval(o: EvalOptions): Promise<EvalResult> {
         )
         .digest("hex")
         .slice(0, 32);
-      jobs.push({ ...req, seed: s, greedy, q: qi, j, key });
+      const label = `question ${JSON.stringify(q.id)} ${greedy ? "greedy sample" : `sample ${j}`}`;
+      jobs.push({ ...req, seed: s, greedy, q: qi, j, key, label });
     }
   }
 
@@ -180,6 +205,10 @@ export async function runEval(o: EvalOptions): Promise<EvalResult> {
       : undefined;
   });
   const cached = results.filter(Boolean).length;
+  // Cached samples no job asked for: another model's (its weights changed) or other settings'.
+  const wanted = new Set(jobs.map((j) => j.key));
+  let cacheIgnored = 0;
+  for (const key of cache.keys()) if (!wanted.has(key)) cacheIgnored++;
   const pending = jobs.map((_, i) => i).filter((i) => !results[i]);
 
   if (pending.length) {
@@ -282,7 +311,13 @@ export async function runEval(o: EvalOptions): Promise<EvalResult> {
     await writeJsonAtomic(join(o.out, "greedy", "metrics.json"), greedyMetrics);
   }
   const seconds = (Date.now() - t0) / 1000;
-  await writeJsonAtomic(join(o.out, "eval_config.json"), { ...config, seconds, cached_samples: cached });
+  await writeJsonAtomic(join(o.out, "eval_config.json"), {
+    ...config,
+    seconds,
+    cache_id: o.backend.id,
+    cached_samples: cached,
+    cache_ignored: cacheIgnored,
+  });
   return {
     out: o.out,
     metrics: metrics as Record<string, any>,
@@ -291,6 +326,7 @@ export async function runEval(o: EvalOptions): Promise<EvalResult> {
     k,
     samples: jobs.length,
     cached,
+    cacheIgnored,
     seconds,
   };
 }

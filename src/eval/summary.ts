@@ -11,6 +11,10 @@ export function formatEvalSummary(r: EvalResult): string {
     `eval: ${r.questions} questions × ${r.k} samples${r.greedyMetrics ? " + 1 greedy" : ""}` +
       ` (${r.cached} from cache) in ${r.seconds.toFixed(1)} s → ${r.out}`,
   ];
+  if (r.cacheIgnored > 0)
+    lines.push(
+      `cache: ${r.cacheIgnored} cached sample(s) in ${r.out} belong to other weights, another endpoint or other settings and were not used`,
+    );
   if (m.n_labelled === 0) lines.push("no labels in the data: correctness metrics are absent (—)");
   const head = ["mode", "valid", "accuracy", ...ks.map((k) => `pass@${k}`), ...ks.map((k) => `cons@${k}`)];
   const rows = (["strict", "flexible"] as const).map((mode) => {

@@ -1,7 +1,8 @@
 /**
  * A scripted OpenAI chat-completions server on 127.0.0.1 for the data-step tests. Replies come from a
  * `respond` function; a `fault` function can turn any request into a 429 (with retry-after), a 500, a slow
- * reply, a body cut off mid-transfer, a hang, or a dropped connection. Every request is logged.
+ * reply, a body cut off mid-transfer, a 200 whose body is not JSON or has no choices, a hang, or a dropped
+ * connection. Every request is logged.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -25,7 +26,11 @@ export type Fault =
   | { kind: "slow"; ms: number }
   | { kind: "truncate" }
   | { kind: "hang" }
-  | { kind: "reset" };
+  | { kind: "reset" }
+  /** 200 with a body that is not JSON. */
+  | { kind: "malformed" }
+  /** 200 with `"choices": []`. */
+  | { kind: "empty" };
 
 export interface FakeServerOptions {
   respond(req: ChatRequest): string | { content: string; finish_reason?: string };
@@ -119,6 +124,19 @@ export async function startFakeOpenAI(opts: FakeServerOptions): Promise<FakeServ
     };
     if (fault?.kind === "slow") await new Promise((r2) => setTimeout(r2, fault.ms));
     if (res.destroyed || req.socket.destroyed) return;
+    if (fault?.kind === "malformed") {
+      const text = `${JSON.stringify(reply).slice(0, 40)} <html>upstream error</html>`;
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "content-length": String(Buffer.byteLength(text)),
+      });
+      res.end(text);
+      return;
+    }
+    if (fault?.kind === "empty") {
+      json(200, { ...reply, choices: [] });
+      return;
+    }
     if (fault?.kind === "truncate") {
       const text = JSON.stringify(reply);
       res.writeHead(200, {

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { httpBackend, localBackend, restoreStop } from "../../src/eval/backends.ts";
-import { checkModelDir, type Engine, fakeEngine } from "../../src/eval/engine.ts";
+import { checkModelDir, type Engine } from "../../src/eval/engine.ts";
+import { fakeEngine } from "./fake-engine.ts";
 import { runEval, sampleSeed } from "../../src/eval/index.ts";
 import { createServeServer, type TtrlServer } from "../../src/serve/server.ts";
 
@@ -25,9 +26,9 @@ const readJsonl = (f: string) =>
     .split("\n")
     .map((l) => JSON.parse(l));
 
-async function serve(engine: Engine): Promise<{ srv: TtrlServer; url: string }> {
+async function serve(engine: Engine, atPort = 0): Promise<{ srv: TtrlServer; url: string }> {
   const srv = createServeServer(engine, { batchWindowMs: 5 });
-  const port = await srv.listen(0, "127.0.0.1");
+  const port = await srv.listen(atPort, "127.0.0.1");
   return { srv, url: `http://127.0.0.1:${port}/v1` };
 }
 
@@ -120,8 +121,9 @@ describe("ttrl eval", () => {
     await a.srv.close();
     const kept = readJsonl(join(out, "cache.jsonl")).length;
     assert.ok(kept >= 10 && kept < 24, `kept ${kept}`);
-    // Resume against a healthy server: only the missing samples are requested.
-    const b = await serve(engine);
+    // Resume against a healthy server at the same address (the cache is keyed by endpoint URL and model
+    // name): only the missing samples are requested.
+    const b = await serve(engine, Number(new URL(a.url).port));
     const r = await runEval({
       ...opts,
       backend: httpBackend({ endpoint: b.url, modelName: "tiny", concurrency: 2 }),
