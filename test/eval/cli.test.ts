@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -42,5 +42,79 @@ describe("eval / serve / experiment CLI", () => {
     const r = ttrl("eval", "--model", tmp, "--data", data, "--out", join(tmp, "o"));
     assert.equal(r.status, 1);
     assert.match(r.stderr, new RegExp(`${tmp.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: not a model folder`));
+  });
+
+  it("bad flags and paths get a clear error naming the flag or file, never a stack trace", () => {
+    const folder = join(tmp, "a-folder");
+    mkdirSync(folder, { recursive: true });
+    const aFile = join(tmp, "a-file.txt");
+    writeFileSync(aFile, "x");
+    const badUtf8 = join(tmp, "bad-utf8.jsonl");
+    writeFileSync(
+      badUtf8,
+      Buffer.concat([
+        Buffer.from('{"id":"a","question":"1+1?"}\n{"id":"b","question":"'),
+        Buffer.from([0xff]),
+        Buffer.from('"}\n'),
+      ]),
+    );
+    const config = join(tmp, "config.json");
+    writeFileSync(config, "{}");
+    const ep = ["--endpoint", "http://127.0.0.1:9/v1", "--model-name", "m"];
+    const out = join(tmp, "o2");
+    const cases: { args: string[]; code: number; re: RegExp }[] = [
+      {
+        args: ["eval", ...ep, "--data", data, "--out", out, "--template", "bogus"],
+        code: 2,
+        re: /--template must be one of .*got "bogus"/,
+      },
+      {
+        args: ["eval", ...ep, "--data", data, "--out", aFile],
+        code: 2,
+        re: /--out .*a-file\.txt: is a file/,
+      },
+      {
+        args: ["eval", ...ep, "--data", data, "--out", out, "--k", "2", "--ks", "3"],
+        code: 2,
+        re: /--ks 3 exceeds --k 2/,
+      },
+      {
+        args: ["eval", ...ep, "--data", folder, "--out", out],
+        code: 1,
+        re: /a-folder: is a folder, expected a file/,
+      },
+      {
+        args: ["eval", ...ep, "--data", badUtf8, "--out", out],
+        code: 1,
+        re: /bad-utf8\.jsonl:2: not valid UTF-8/,
+      },
+      {
+        args: ["eval", "--model", config, "--data", data, "--out", out],
+        code: 1,
+        re: /config\.json: .*expected a model folder/,
+      },
+      {
+        args: ["train", "--model", folder, "--data", folder, "--reward", "majority", "--out", out],
+        code: 1,
+        re: /a-folder: is a folder, expected a file/,
+      },
+      {
+        args: ["sft", "--model", folder, "--data", folder, "--out", out],
+        code: 1,
+        re: /a-folder: is a folder, expected a file/,
+      },
+      {
+        args: ["train", "--model", folder, "--data", badUtf8, "--reward", "majority", "--out", out],
+        code: 1,
+        re: /bad-utf8\.jsonl:2: not valid UTF-8/,
+      },
+    ];
+    for (const t of cases) {
+      const r = ttrl(...t.args);
+      const what = t.args.join(" ");
+      assert.equal(r.status, t.code, `${what}: ${r.stderr}`);
+      assert.match(r.stderr, t.re, what);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, `stack trace for ${what}`);
+    }
   });
 });

@@ -1,6 +1,13 @@
 import { type Command, Option } from "commander";
+import { TEMPLATES } from "../../prompts/index.ts";
 import { UsageError } from "../../util/errors.ts";
-import { parseChoice, parseFloatOption, parseIntList, parseIntOption } from "../options.ts";
+import {
+  checkOutputFolder,
+  parseChoice,
+  parseFloatOption,
+  parseIntList,
+  parseIntOption,
+} from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -33,7 +40,12 @@ export function register(program: Command): void {
       parseIntOption("--seed", 0, 2 ** 31 - 1),
       0,
     )
-    .option("--template <name>", "prompt template: plain-tr, plain-en, chat-tr, chat-en", "plain-tr")
+    .option(
+      "--template <name>",
+      `prompt template: ${Object.keys(TEMPLATES).join(", ")}`,
+      parseChoice("--template", Object.keys(TEMPLATES)),
+      "plain-tr",
+    )
     .option("--stop <s...>", "stop strings (default: the format's closing answer tag)")
     .option("--greedy", "also run one greedy completion per question (written to greedy/)")
     .addOption(
@@ -78,6 +90,12 @@ export function register(program: Command): void {
       if (o.endpoint && !o.modelName) throw new UsageError("--endpoint needs --model-name NAME");
       if (o.endpoint && !/^https?:\/\//.test(o.endpoint))
         throw new UsageError(`--endpoint must be an http(s) URL, got "${o.endpoint}"`);
+      const tooBig = (o.ks ?? []).filter((x: number) => x > o.k);
+      if (tooBig.length)
+        throw new UsageError(
+          `--ks ${tooBig.join(",")} exceeds --k ${o.k}: pass@k and cons@k need at least k samples per question (raise --k or drop those values)`,
+        );
+      checkOutputFolder(o.out, "--out");
       const { runEval } = await import("../../eval/index.ts");
       const { formatEvalSummary } = await import("../../eval/summary.ts");
       const backends = await import("../../eval/backends.ts");
