@@ -102,7 +102,8 @@ function tokenizerFor(dir: string, config: ModelConfig, assets: Record<string, s
 /** Load a model folder (HF layout) into float32 jax arrays. */
 export async function loadModel(dir: string): Promise<Model> {
   await initRuntime();
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new TtrlError(`${dir}: model folder not found`);
+  if (!existsSync(dir)) throw new TtrlError(`${dir}: model folder not found`);
+  if (!statSync(dir).isDirectory()) throw new TtrlError(`${dir}: expected a model folder, got a file`);
   const cfgFile = join(dir, "config.json");
   if (!existsSync(cfgFile)) throw new TtrlError(`${dir}: missing config.json (not a model folder?)`);
   const config = parseConfig(readJsonFile(cfgFile), cfgFile);

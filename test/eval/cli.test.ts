@@ -117,4 +117,70 @@ describe("eval / serve / experiment CLI", () => {
       assert.doesNotMatch(r.stderr, /^\s+at /m, `stack trace for ${what}`);
     }
   });
+
+  it("logprob and the model loaders: a folder for a file, a file for a folder, bad bytes, all named", () => {
+    const folder = join(tmp, "lp-folder");
+    mkdirSync(folder, { recursive: true });
+    const config = join(tmp, "lp-config.json");
+    writeFileSync(config, "{}");
+    const input = join(tmp, "lp.jsonl");
+    writeFileSync(input, '{"id":"a","text":"merhaba"}\n');
+    const badUtf8 = join(tmp, "lp-bad.jsonl");
+    writeFileSync(
+      badUtf8,
+      Buffer.concat([Buffer.from('{"id":"a","text":"'), Buffer.from([0xe2, 0x82]), Buffer.from('"}\n')]),
+    );
+    const trainData = join(tmp, "lp-train.jsonl");
+    writeFileSync(trainData, '{"id":"a","question":"1+1?","answer":"2"}\n');
+    const out = join(tmp, "lp-out.jsonl");
+    const cases: { args: string[]; code: number; re: RegExp }[] = [
+      {
+        args: ["logprob", "--model", folder, "--input", input, "--out", folder],
+        code: 2,
+        re: /--out .*lp-folder: is a folder/,
+      },
+      {
+        args: ["logprob", "--model", folder, "--input", folder, "--out", out],
+        code: 1,
+        re: /lp-folder: is a folder, expected a file/,
+      },
+      {
+        args: ["logprob", "--model", folder, "--input", badUtf8, "--out", out],
+        code: 1,
+        re: /lp-bad\.jsonl:1: not valid UTF-8/,
+      },
+      {
+        args: ["logprob", "--model", config, "--input", input, "--out", out],
+        code: 1,
+        re: /lp-config\.json: expected a model folder, got a file/,
+      },
+      {
+        args: ["generate", "--model", config, "--prompt", "x"],
+        code: 1,
+        re: /lp-config\.json: expected a model folder, got a file/,
+      },
+      {
+        args: [
+          "train",
+          "--model",
+          config,
+          "--data",
+          trainData,
+          "--reward",
+          "majority",
+          "--out",
+          join(tmp, "lp-run"),
+        ],
+        code: 1,
+        re: /lp-config\.json: expected a model folder, got a file/,
+      },
+    ];
+    for (const t of cases) {
+      const r = ttrl(...t.args);
+      const what = t.args.join(" ");
+      assert.equal(r.status, t.code, `${what}: ${r.stderr}`);
+      assert.match(r.stderr, t.re, what);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, `stack trace for ${what}`);
+    }
+  });
 });

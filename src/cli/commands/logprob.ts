@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { readJsonl, writeJsonl } from "../../io/jsonl.ts";
 import { InputError } from "../../util/errors.ts";
 import { createProgress } from "../../util/progress.ts";
-import { parseIntOption } from "../options.ts";
+import { checkOutputFile, parseIntOption } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -20,16 +20,24 @@ export function register(program: Command): void {
       "\nExample:\n  ttrl logprob --model models/tiny --input seqs.jsonl --out logprobs.jsonl\n",
     )
     .action(async (o) => {
+      checkOutputFile(o.out, "--out");
+      // The input is read (and its shape checked) before the model loads: bad data fails in a moment.
+      const rows: { line: number; row: Record<string, unknown> }[] = [];
+      for await (const { line, value } of readJsonl<Record<string, unknown>>(o.input)) {
+        if (typeof value !== "object" || value === null || Array.isArray(value))
+          throw new InputError(o.input, line, "expected a JSON object");
+        const row = value as Record<string, unknown>;
+        if (!Array.isArray(row.input_ids) && typeof row.text !== "string")
+          throw new InputError(o.input, line, 'row needs "input_ids" (int[]) or "text" (string)');
+        rows.push({ line, row });
+      }
       const { initRuntime } = await import("../../runtime/jax.ts");
       await initRuntime({ threads: o.threads });
       const { loadModel, scoreSequences } = await import("../../model/index.ts");
       const model = await loadModel(o.model);
       const ids: unknown[] = [];
       const seqs: number[][] = [];
-      for await (const { line, value } of readJsonl<Record<string, unknown>>(o.input)) {
-        if (typeof value !== "object" || value === null || Array.isArray(value))
-          throw new InputError(o.input, line, "expected a JSON object");
-        const row = value as Record<string, unknown>;
+      for (const { line, row } of rows) {
         let seq: number[];
         if (Array.isArray(row.input_ids)) {
           seq = row.input_ids as number[];
