@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import type { EvalRun, LoadedRuns, TrainRun } from "./load.ts";
 import { FONT_FILES } from "./render.ts";
 import { FONT_FAMILY, SERIES_COLORS } from "./specs.ts";
+import { type DiffMetric, type EvalStats, findDiff, findings } from "./stats.ts";
 
 export interface PageChart {
   id: string;
@@ -65,7 +66,7 @@ function maxK(rec: Record<string, number | null> | null): string | null {
   return ks.length ? String(ks[ks.length - 1]) : null;
 }
 
-function summaryTable(evals: EvalRun[]): string {
+function summaryTable(evals: EvalRun[], stats: EvalStats | null = null): string {
   if (evals.length === 0) return "";
   const kMax =
     maxK(evals.map((e) => e.metrics.strict["cons@k"]).find((r) => maxK(r) !== null) ?? null) ?? null;
@@ -77,6 +78,7 @@ function summaryTable(evals: EvalRun[]): string {
     "accuracy",
     "pass@1",
     ...(kMax ? [`cons@${kMax}`] : []),
+    ...(stats ? ["accuracy | valid"] : []),
   ];
   const pair = (a: number | null | undefined, b: number | null | undefined) =>
     `${pct(a)}<span class="sep"> / </span>${pct(b)}`;
@@ -91,13 +93,60 @@ function summaryTable(evals: EvalRun[]): string {
       pair(m.strict.accuracy, m.flexible.accuracy),
       pair(m.strict["pass@k"]?.["1"], m.flexible["pass@k"]?.["1"]),
       ...(kMax ? [pair(m.strict["cons@k"]?.[kMax], m.flexible["cons@k"]?.[kMax])] : []),
+      ...(stats
+        ? (() => {
+            const st = stats.models.find((x) => x.label === e.label);
+            return [
+              pair(st?.modes.strict.accuracyGivenValid?.value, st?.modes.flexible.accuracyGivenValid?.value),
+            ];
+          })()
+        : []),
     ];
     return `<tr>${cells.map((c, j) => `<td${j > 0 ? ' class="num"' : ""}>${c}</td>`).join("")}</tr>`;
   });
   return `<section><h2>Summary</h2><div class="table-wrap"><table class="summary"><thead><tr>${head
     .map((h, j) => `<th${j > 0 ? ' class="num"' : ""}>${escapeHtml(h)}</th>`)
     .join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>
-<p class="note">Each cell: strict / flexible parsing. Accuracy is over all sampled completions; pass@k and cons@k as defined by <code>ttrl grade</code>. — marks a metric that is absent (no labels), not zero.</p></section>`;
+<p class="note">Each cell: strict / flexible parsing. Accuracy is over all sampled completions; pass@k and cons@k as defined by <code>ttrl grade</code>${stats ? "; accuracy | valid: correct answers among the completions whose answer parsed (the gain that is not format)" : ""}. — marks a metric that is absent (no labels), not zero.</p></section>`;
+}
+
+const signedPts = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x * 100).toFixed(1)}`;
+
+/** Each model minus the base with its paired-bootstrap 95% interval, flexible and strict. */
+function diffsTable(stats: EvalStats | null): string {
+  if (!stats || stats.models.length < 2 || stats.diffs.length === 0) return "";
+  const kMax = stats.ks[stats.ks.length - 1];
+  const metrics: [DiffMetric, string][] = [
+    ["pass@1", "pass@1"],
+    ...(kMax > 1 ? ([[`cons@${kMax}`, `cons@${kMax}`]] as [DiffMetric, string][]) : []),
+    ["valid", "valid"],
+    ["accuracy|valid", "accuracy | valid"],
+  ];
+  const rows: string[] = [];
+  stats.models.slice(1).forEach((m, i) => {
+    for (const mode of ["flexible", "strict"] as const) {
+      const cells = metrics.map(([metric]) => {
+        const d = findDiff(stats, m.label, mode, metric);
+        if (!d) return '<span class="absent">—</span>';
+        const cls = d.excludesZero ? (d.diff > 0 ? "up" : "down") : "flat";
+        return `<span class="diff ${cls}">${signedPts(d.diff)}</span> <span class="ci">[${signedPts(d.lo)}, ${signedPts(d.hi)}]</span>`;
+      });
+      rows.push(
+        `<tr><td>${mode === "flexible" ? `<span class="swatch" style="background:${SERIES_COLORS[(i + 1) % SERIES_COLORS.length]}"></span>${escapeHtml(m.label)}` : ""}</td><td>${mode}</td>${cells.map((c) => `<td class="num">${c}</td>`).join("")}</tr>`,
+      );
+    }
+  });
+  return `<section><h2>Differences from the base model</h2><div class="table-wrap"><table class="diffs"><thead><tr><th>model</th><th>parsing</th>${metrics
+    .map(([, h]) => `<th class="num">Δ ${escapeHtml(h)} (points)</th>`)
+    .join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>
+<p class="note">Model minus ${escapeHtml(stats.models[0].label)} on the same ${stats.models[1]?.nQuestions ?? ""} questions, in percentage points, with the 95% interval of a paired bootstrap over questions (${stats.resamples} resamples: the same questions drawn for both models). Bold green / red: the interval excludes 0. Valid: completions whose answer parses (the format); accuracy | valid: correct among those.</p></section>`;
+}
+
+function findingsSection(stats: EvalStats | null): string {
+  if (!stats) return "";
+  const lines = findings(stats);
+  if (lines.length === 0) return "";
+  return `<section class="findings"><h2>Findings</h2><div class="card">${lines.map((l) => `<p>${escapeHtml(l)}</p>`).join("")}</div></section>`;
 }
 
 function clip(text: string, n: number): string {
@@ -228,6 +277,9 @@ code{font-family:"DejaVu Sans Mono",ui-monospace,monospace;font-size:12px}
 #ttrl-tooltip{position:fixed;display:none;z-index:10;pointer-events:none;background:rgba(255,255,255,.97);border:1px solid #ccd;border-radius:6px;box-shadow:0 2px 8px rgba(0,0,0,.15);padding:6px 8px;font-size:12px}
 #ttrl-tooltip table{width:auto;font-size:12px}#ttrl-tooltip th,#ttrl-tooltip td{padding:1px 6px;border:0;background:none}#ttrl-tooltip th{color:#666;font-weight:normal;text-align:right}
 footer{color:#888;font-size:12px;text-align:center;padding:16px}
+.findings .card p{margin:0 0 8px;max-width:1000px}.findings .card p:last-child{margin:0}
+.diff.up{color:#1d6b1d;font-weight:bold}.diff.down{color:#9b1c1c;font-weight:bold}.diff.flat{color:#555}
+.ci{color:#888;font-size:12px}
 `;
 
 const BOOT = `
@@ -290,6 +342,7 @@ export function buildHtml(opts: {
   notes: string[];
   generatedAt: string;
   examplesPerModel?: number;
+  stats?: EvalStats | null;
 }): string {
   const { runs, charts } = opts;
   const runList = [
@@ -327,8 +380,10 @@ export function buildHtml(opts: {
 <body>
 <header><h1>${escapeHtml(opts.title)}</h1><p>${escapeHtml(runList.join(" · "))}</p></header>
 <main>
+${findingsSection(opts.stats ?? null)}
 ${notes}
-${summaryTable(runs.evals)}
+${summaryTable(runs.evals, opts.stats ?? null)}
+${diffsTable(opts.stats ?? null)}
 <section><h2 style="margin-bottom:14px">Charts</h2>
 ${chartCards || '<p class="note">No charts: see the notes above.</p>'}
 </section>

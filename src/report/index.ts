@@ -12,10 +12,12 @@ import { buildHtml, type PageChart } from "./html.ts";
 import { type LoadedRuns, type LoadOptions, loadRuns } from "./load.ts";
 import { svgToPng, toSvg, toVega } from "./render.ts";
 import { buildCharts, CHART_IDS, type ChartSpec } from "./specs.ts";
+import { type EvalStats, evalStats } from "./stats.ts";
 
 export { discoverRuns, loadRuns } from "./load.ts";
 export { buildCharts } from "./specs.ts";
-export type { ChartSpec, LoadedRuns };
+export { evalStats, findings } from "./stats.ts";
+export type { ChartSpec, EvalStats, LoadedRuns };
 
 export interface ReportOptions extends LoadOptions {
   /** Eval folders, train run folders, or parents of either (searched recursively). */
@@ -36,11 +38,30 @@ export interface ReportResult {
   notes: string[];
   evals: string[];
   trains: string[];
+  /** Question-level bootstrap statistics of the labelled evals (null without any). */
+  stats: EvalStats | null;
+}
+
+/** Bootstrap statistics of the evals that have labels (base first), or null with a note why not. */
+export async function statsFor(runs: LoadedRuns, notes: string[]): Promise<EvalStats | null> {
+  const labelled = runs.evals.filter((e) => e.metrics.flexible.accuracy !== null);
+  if (labelled.length === 0) return null;
+  try {
+    return await evalStats(labelled.map((e) => ({ label: e.label, dir: e.dir })));
+  } catch (e) {
+    notes.push(
+      `No confidence intervals: the per-question results could not be read (${(e as Error).message}).`,
+    );
+    return null;
+  }
 }
 
 export async function buildReport(opts: ReportOptions): Promise<ReportResult> {
   const runs = await loadRuns(opts.runs, opts);
-  const { charts, notes } = buildCharts(runs);
+  const statNotes: string[] = [];
+  const stats = await statsFor(runs, statNotes);
+  const { charts, notes } = buildCharts(runs, stats);
+  notes.push(...statNotes);
   const pngs: ReportResult["pngs"] = [];
   const pageCharts: PageChart[] = [];
   const bar = createProgress({ label: "report", total: charts.length, unit: "charts", fields: ["chart"] });
@@ -67,6 +88,7 @@ export async function buildReport(opts: ReportOptions): Promise<ReportResult> {
     runs,
     charts: pageCharts,
     notes,
+    stats,
     generatedAt: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
   });
   const htmlPath = join(opts.out, "report.html");
@@ -82,5 +104,6 @@ export async function buildReport(opts: ReportOptions): Promise<ReportResult> {
     notes,
     evals: runs.evals.map((e) => e.dir),
     trains: runs.trains.map((t) => t.dir),
+    stats,
   };
 }

@@ -4,6 +4,7 @@
  */
 import type { EvalRun, LoadedRuns, LogRow, Mode, TrainRun } from "./load.ts";
 import { MODES } from "./load.ts";
+import type { EvalStats } from "./stats.ts";
 
 export type VlSpec = Record<string, unknown>;
 
@@ -28,6 +29,7 @@ export const CHART_IDS = [
   "correct_generation_ratios",
   "k_sampling_metrics_strict",
   "k_sampling_metrics_flexible",
+  "ttrl_diagnostics",
   "training_logs",
 ] as const;
 
@@ -229,11 +231,13 @@ function correctChart(evals: EvalRun[]): { chart: ChartSpec | null; unlabeled: s
   };
 }
 
-function kChart(evals: EvalRun[], mode: Mode): ChartSpec | null {
+function kChart(evals: EvalRun[], mode: Mode, stats: EvalStats | null = null): ChartSpec | null {
   const rows: Record<string, unknown>[] = [];
   const models: string[] = [];
+  let withCi = false;
   for (const e of evals) {
     const m = e.metrics[mode];
+    const st = stats?.models.find((s) => s.label === e.label)?.modes[mode] ?? null;
     let any = false;
     for (const metric of ["pass@k", "cons@k"] as const) {
       const rec = m[metric];
@@ -242,7 +246,16 @@ function kChart(evals: EvalRun[], mode: Mode): ChartSpec | null {
         const v = rec?.[k] ?? null;
         if (v === null) continue;
         any = true;
-        rows.push({ model: e.label, metric, k: Number(k), value: v, first: first?.[k] ?? null });
+        const ci = st?.[metric === "pass@k" ? "pass" : "cons"][k] ?? null;
+        if (ci) withCi = true;
+        rows.push({
+          model: e.label,
+          metric,
+          k: Number(k),
+          value: v,
+          first: first?.[k] ?? null,
+          ...(ci ? { lo: ci.lo, hi: ci.hi } : {}),
+        });
       }
     }
     if (any) models.push(e.label);
@@ -287,9 +300,24 @@ function kChart(evals: EvalRun[], mode: Mode): ChartSpec | null {
             { field: "k" },
             { field: "value", title: "unbiased / all subsets", format: ".2%" },
             { field: "first", title: "first k samples", format: ".2%" },
+            ...(withCi
+              ? [
+                  { field: "lo", title: "95% CI low", format: ".2%" },
+                  { field: "hi", title: "95% CI high", format: ".2%" },
+                ]
+              : []),
           ],
         },
       },
+      ...(withCi
+        ? [
+            {
+              transform: [{ filter: "isValid(datum.lo) && isValid(datum.hi)" }],
+              mark: { type: "rule", color: "#222", strokeWidth: 1.2 },
+              encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } },
+            },
+          ]
+        : []),
       {
         mark: {
           type: "text",
@@ -300,23 +328,30 @@ function kChart(evals: EvalRun[], mode: Mode): ChartSpec | null {
           fontSize: step >= 16 ? 10 : 9,
         },
         encoding: {
-          y: { field: "value", type: "quantitative" },
+          // the label sits above the bar, or above its error bar
+          y: { field: withCi ? "labelAt" : "value", type: "quantitative" },
           text: { field: "value", type: "quantitative", format: ".1%" },
         },
       },
     ],
   };
+  if (withCi) for (const r of rows) r.labelAt = typeof r.hi === "number" ? r.hi : r.value;
   return {
     id: `k_sampling_metrics_${mode}`,
     title: `pass@k and cons@k (${mode})`,
     description:
       `${mode === "strict" ? "Strict" : "Flexible"} parsing. pass@k: chance that at least one of k samples is correct (unbiased estimator); ` +
-      "cons@k: the majority answer of k samples is correct (averaged over subsets of the samples; invalid answers do not vote).",
-    spec: base(`pass@k and cons@k vs k — ${mode} parsing`, "k samples per question; bars grouped by model", {
-      data: { values: rows },
-      facet: { column: { field: "metric", type: "nominal", sort: ["pass@k", "cons@k"], title: null } },
-      spec: inner,
-    }),
+      "cons@k: the majority answer of k samples is correct (averaged over subsets of the samples; invalid answers do not vote)." +
+      (withCi ? " Black lines: 95% percentile-bootstrap intervals over questions." : ""),
+    spec: base(
+      `pass@k and cons@k vs k — ${mode} parsing`,
+      `k samples per question; bars grouped by model${withCi ? "; black lines: 95% bootstrap CI over questions" : ""}`,
+      {
+        data: { values: rows },
+        facet: { column: { field: "metric", type: "nominal", sort: ["pass@k", "cons@k"], title: null } },
+        spec: inner,
+      },
+    ),
   };
 }
 
@@ -469,8 +504,102 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
   };
 }
 
+/** TTRL diagnostics: how good the majority vote was as a label, per step, for every run that logged it. */
+export const DIAGNOSTIC_PANELS: [string, string][] = [
+  ["label_accuracy", "pseudo-label accuracy (majority vote = label)"],
+  ["majority_ratio", "majority ratio (samples agreeing with the vote)"],
+  ["reward_accuracy", "reward accuracy (majority reward = label reward)"],
+  ["accuracy_reward", "accuracy of the samples vs labels"],
+];
+
+function diagnosticsChart(trains: TrainRun[]): ChartSpec | null {
+  const rows: { run: string; step: number; panel: string; value: number }[] = [];
+  for (const t of trains)
+    for (const row of binLog(t.log, MAX_LOG_POINTS)) {
+      const step = row.step;
+      if (step === null || step === undefined) continue;
+      for (const [key, title] of DIAGNOSTIC_PANELS) {
+        const v = row[key];
+        if (typeof v === "number" && Number.isFinite(v))
+          rows.push({ run: t.label, step, panel: title, value: v });
+      }
+    }
+  // the chart is about the vote: without pseudo-label accuracy or majority ratio there is nothing to show
+  if (!rows.some((r) => r.panel === DIAGNOSTIC_PANELS[0][1] || r.panel === DIAGNOSTIC_PANELS[1][1]))
+    return null;
+  const present = new Set(rows.map((r) => r.panel));
+  const order = DIAGNOSTIC_PANELS.map((p) => p[1]).filter((p) => present.has(p));
+  const runs = trains.filter((t) => rows.some((r) => r.run === t.label)).map((t) => t.label);
+  const maxSteps = Math.max(
+    ...runs.map((r) => rows.filter((x) => x.run === r && x.panel === order[0]).length),
+  );
+  const smooth = maxSteps > 30 ? Math.max(2, Math.round(maxSteps / 25)) : 0;
+  const color = {
+    field: "run",
+    type: "nominal",
+    title: null,
+    scale: colorScale(runs),
+    legend: {
+      orient: "top",
+      direction: "horizontal",
+      symbolType: "stroke",
+      symbolStrokeWidth: 3,
+      symbolSize: 300,
+    },
+  };
+  const x = { field: "step", type: "quantitative", title: "step", axis: { tickMinStep: 1, format: "d" } };
+  const y = {
+    field: "value",
+    type: "quantitative",
+    title: null,
+    scale: { domain: [0, 1] },
+    axis: { format: "%", tickCount: 5 },
+  };
+  const tooltip = [
+    { field: "run" },
+    { field: "step" },
+    { field: "panel", title: "quantity" },
+    { field: "value", format: ".1%" },
+  ];
+  const layer: VlSpec[] =
+    smooth > 0
+      ? [
+          { mark: { type: "line", strokeWidth: 1, opacity: 0.3 }, encoding: { x, y, color } },
+          {
+            transform: [
+              {
+                window: [{ op: "mean", field: "value", as: "smoothed" }],
+                frame: [-smooth, smooth],
+                groupby: ["run"],
+                sort: [{ field: "step", order: "ascending" }],
+              },
+            ],
+            mark: { type: "line", strokeWidth: 2.2 },
+            encoding: { x, y: { ...y, field: "smoothed" }, color, tooltip },
+          },
+        ]
+      : [{ mark: { type: "line", strokeWidth: 2, point: { size: 30 } }, encoding: { x, y, color, tooltip } }];
+  return {
+    id: "ttrl_diagnostics",
+    title: "TTRL diagnostics",
+    description:
+      "Per training step, for each run (the label-trained run computes the same vote without using it): how often the majority vote of a prompt's samples equalled the label (pseudo-label accuracy), the share of samples that agreed with the vote (majority ratio), how often a sample's majority reward equalled the reward the label would have given (reward accuracy), and the samples' accuracy against the labels." +
+      (smooth > 0
+        ? ` Thin lines per step, thick lines a centred moving mean over ${2 * smooth + 1} points.`
+        : ""),
+    spec: base("TTRL diagnostics", "how good the majority vote was as a label, per step", {
+      data: { values: rows },
+      facet: { field: "panel", type: "nominal", sort: order, title: null, header: { labelFontSize: 12 } },
+      columns: Math.min(2, order.length),
+      bounds: "flush",
+      spacing: { row: 36, column: 52 },
+      spec: { width: 320, height: 170, layer },
+    }),
+  };
+}
+
 /** All charts for the loaded runs; charts without data are left out with a note. */
-export function buildCharts(runs: LoadedRuns): ChartSet {
+export function buildCharts(runs: LoadedRuns, stats: EvalStats | null = null): ChartSet {
   const charts: ChartSpec[] = [];
   const notes: string[] = [];
   const { evals, trains } = runs;
@@ -487,11 +616,14 @@ export function buildCharts(runs: LoadedRuns): ChartSet {
     if (c.chart && c.unlabeled.length > 0)
       notes.push(`No labels (correctness absent, not zero) for: ${c.unlabeled.join(", ")}.`);
     for (const mode of MODES) {
-      const k = kChart(evals, mode);
+      const k = kChart(evals, mode, stats);
       if (k) charts.push(k);
     }
   } else notes.push("No eval folders (metrics.json) among the runs: no evaluation charts.");
   if (trains.length > 0) {
+    const d = diagnosticsChart(trains);
+    if (d) charts.push(d);
+    else notes.push("No train log has pseudo-label accuracy or majority ratio: no TTRL diagnostics chart.");
     const t = trainChart(trains);
     if (t) charts.push(t);
     else notes.push("The train logs hold no plottable values: no training chart.");

@@ -82,7 +82,7 @@ describe("report.html in headless Chromium", () => {
       const spec = report.charts.find((x) => x.id === c.id)?.spec as { data: { values: unknown[] } };
       assert.ok(c.svg, `${c.id}: no <svg> in its container`);
       // every data row draws at least one mark (bars + value labels, or line points)
-      const min = c.id === "training_logs" ? 2 : spec.data.values.length;
+      const min = c.id === "training_logs" || c.id === "ttrl_diagnostics" ? 2 : spec.data.values.length;
       assert.ok(c.marks >= min, `${c.id}: ${c.marks} marks, expected >= ${min}`);
       assert.ok(c.texts > 5, `${c.id}: only ${c.texts} text elements (axes, titles)`);
       assert.ok(c.width > 300 && c.height > 200, `${c.id}: svg is ${c.width}x${c.height}`);

@@ -157,6 +157,7 @@ describe("chart specs", () => {
         "correct_generation_ratios",
         "k_sampling_metrics_strict",
         "k_sampling_metrics_flexible",
+        "ttrl_diagnostics",
         "training_logs",
       ],
     );
@@ -247,7 +248,7 @@ describe("chart specs", () => {
     const t = buildCharts(await loadRuns([join(EXP, "train")]));
     assert.deepEqual(
       t.charts.map((c) => c.id),
-      ["training_logs"],
+      ["ttrl_diagnostics", "training_logs"],
     );
     assert.match(t.notes.join(" "), /No eval folders/);
   });
