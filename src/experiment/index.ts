@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import YAML from "yaml";
 import { pct, table } from "../eval/summary.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
+import { type EvalStats, evalStats, findDiff, findings } from "../report/stats.ts";
 import { TtrlError } from "../util/errors.ts";
 import type { ExperimentConfig } from "./config.ts";
 import { hashJson, hashPath, runStage, type StageOutcome } from "./stages.ts";
@@ -31,6 +32,10 @@ export interface SummaryRow {
   pass1_flexible: number | null;
   consk_strict: number | null;
   consk_flexible: number | null;
+  /** Correct among the completions whose answer parsed (flexible): the gain that is not format. */
+  acc_valid_flexible?: number | null;
+  /** pass@1 (flexible) minus the base's, with its paired-bootstrap 95% interval (null for the base). */
+  delta_pass1_flexible?: { diff: number; lo: number; hi: number } | null;
 }
 
 export interface ExperimentResult {
@@ -40,6 +45,8 @@ export interface ExperimentResult {
   k: number;
   seconds: number;
   report: string | null;
+  /** Sentences from the numbers (src/report/stats.ts findings), also in summary.md. */
+  findings?: string[];
 }
 
 export const MODEL_NAMES = {
@@ -269,16 +276,47 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
       cfg.eval.k,
     ),
   );
+  // question-level bootstrap: accuracy given a valid answer, and each model minus the base (paired)
+  let stats: EvalStats | null = null;
+  try {
+    stats = await evalStats(
+      (["base", "accuracy", "majority", "merged"] as const).map((m) => ({
+        label: MODEL_NAMES[m],
+        dir: evalDir(m),
+      })),
+      { ks: cfg.eval.ks, seed: cfg.seed },
+    );
+    for (const row of summary) {
+      row.acc_valid_flexible =
+        stats.models.find((x) => x.label === row.model)?.modes.flexible.accuracyGivenValid?.value ?? null;
+      const d = findDiff(stats, row.model, "flexible", "pass@1");
+      row.delta_pass1_flexible = d ? { diff: d.diff, lo: d.lo, hi: d.hi } : null;
+    }
+  } catch (e) {
+    log(`no bootstrap statistics: ${(e as Error).message}`);
+  }
+  const found = stats ? findings(stats) : [];
   const seconds = (Date.now() - t0) / 1000;
   const text = formatSummary(summary, cfg.eval.k);
-  await writeFileAtomic(join(root, "summary.md"), `# ${cfg.name}\n\n\`\`\`\n${text}\`\`\`\n`);
+  await writeFileAtomic(
+    join(root, "summary.md"),
+    `# ${cfg.name}\n\n\`\`\`\n${text}\`\`\`\n${found.length ? `\n${found.join("\n\n")}\n` : ""}`,
+  );
   await writeJsonAtomic(join(root, "summary.json"), {
     k: cfg.eval.k,
     rows: summary,
     stages: outcomes,
     seconds,
   });
-  return { out: root, stages: outcomes, summary, k: cfg.eval.k, seconds, report: reportPath };
+  return {
+    out: root,
+    stages: outcomes,
+    summary,
+    k: cfg.eval.k,
+    seconds,
+    report: reportPath,
+    findings: found,
+  };
 }
 
 function summaryRow(model: string, m: Record<string, any>, k: number): SummaryRow {
@@ -307,6 +345,9 @@ export function formatSummary(rows: SummaryRow[], k: number): string {
     `cons@${k} (strict)`,
     `cons@${k} (flex)`,
   ];
+  const withStats = rows.some((r) => r.acc_valid_flexible !== undefined);
+  if (withStats) head.push("acc|valid (flex)", "Δ pass@1 flex vs base [95% paired CI]");
+  const pts = (x: number) => `${x >= 0 ? "+" : "-"}${Math.abs(x * 100).toFixed(1)}`;
   return `${table([
     head,
     ...rows.map((r) => [
@@ -317,6 +358,14 @@ export function formatSummary(rows: SummaryRow[], k: number): string {
       pct(r.pass1_flexible),
       pct(r.consk_strict),
       pct(r.consk_flexible),
+      ...(withStats
+        ? [
+            pct(r.acc_valid_flexible ?? null),
+            r.delta_pass1_flexible
+              ? `${pts(r.delta_pass1_flexible.diff)} [${pts(r.delta_pass1_flexible.lo)}, ${pts(r.delta_pass1_flexible.hi)}]`
+              : "",
+          ]
+        : []),
     ]),
   ])}\n`;
 }

@@ -41,7 +41,8 @@ export function register(program: Command): void {
         process.stdout.write(
           `\nexperiment ${cfg.name}: ${r.stages.length} stages (${ran} run, ${r.stages.length - ran} skipped) in ${fmtTime(r.seconds)} → ${r.out}\n` +
             (r.report ? `report: ${r.report}\n` : "") +
-            `\n${formatSummary(r.summary, r.k)}`,
+            `\n${formatSummary(r.summary, r.k)}` +
+            (r.findings?.length ? `\n${r.findings.join("\n")}\n` : ""),
         );
       },
     );
