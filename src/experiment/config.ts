@@ -3,10 +3,14 @@
  * optional user config file, validated, with paths resolved against the current folder.
  */
 import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
+import { type Conditional, type ParameterSetting, parseMergeConfig, type Scalar } from "../merge/config.ts";
+import { METHODS } from "../merge/methods/index.ts";
+import { resolveGrpoConfig } from "../train/config.ts";
 import { InputError, UsageError } from "../util/errors.ts";
+import { mergeConfigFor } from "./index.ts";
 
 export const PRESETS = ["default", "quick"] as const;
 export type PresetName = (typeof PRESETS)[number];
@@ -117,7 +121,83 @@ export function loadExperimentConfig(
           );
     obj = deepMerge(obj, user);
   }
-  return validate(obj, where);
+  const cfg = validate(obj, where);
+  validateStages(cfg, where);
+  return cfg;
+}
+
+/**
+ * The `ttrl train` settings of one experiment run, as its train stage writes them: the shared settings,
+ * then `train:`, then `runs.<reward>:`, then the model, data and reward the experiment fixes.
+ */
+export function trainSettingsFor(cfg: ExperimentConfig, reward: "accuracy" | "majority"): Obj {
+  return {
+    seed: cfg.seed,
+    prompt_template: cfg.template,
+    answer_format: cfg.format,
+    locale: cfg.locale,
+    ...cfg.train,
+    ...cfg.runs[reward],
+    model: resolve(cfg.model),
+    data: resolve(cfg.train_data),
+    reward,
+  };
+}
+
+/**
+ * Check the settings every later stage will use — both runs' `ttrl train` settings (`train:` merged with
+ * `runs.accuracy:` / `runs.majority:`) and the `merge:` section against its method — so a bad key or value
+ * stops the experiment before its first stage, not after an hour of evaluation and training.
+ */
+export function validateStages(cfg: ExperimentConfig, where: string): void {
+  for (const reward of ["accuracy", "majority"] as const) {
+    const twhere = `${where}: train / runs.${reward}`;
+    try {
+      resolveGrpoConfig([{ where: twhere, values: trainSettingsFor(cfg, reward) }]);
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (!(e instanceof UsageError) || msg.startsWith(twhere)) throw e;
+      throw new UsageError(`${twhere}: ${msg}`); // cross-setting checks do not name the file
+    }
+  }
+  const mc = mergeConfigFor(cfg, "train/accuracy/final", "train/majority/final", 1);
+  const mwhere = `${where}: merge`;
+  const merge = parseMergeConfig(mwhere, YAML.stringify(mc));
+  const bad = (msg: string) => new UsageError(`${mwhere}: ${msg}`);
+  const method = METHODS[merge.mergeMethod];
+  if (!method)
+    throw bad(`unknown merge_method "${merge.mergeMethod}" (supported: ${Object.keys(METHODS).join(", ")})`);
+  const given = merge.parameters ?? {};
+  for (const [name, setting] of Object.entries(given)) {
+    const spec = method.params.find((p) => p.name === name);
+    if (!spec)
+      throw bad(
+        `unknown parameter "${name}" for ${method.name} (known: ${method.params.map((p) => p.name).join(", ")})`,
+      );
+    for (const v of settingValues(setting)) {
+      const ok =
+        spec.kind === "bool"
+          ? typeof v === "boolean"
+          : typeof v === "number" &&
+            Number.isFinite(v) &&
+            (spec.min === undefined || v >= spec.min) &&
+            (spec.max === undefined || v <= spec.max);
+      if (!ok)
+        throw bad(
+          `parameter "${name}" of ${method.name} must be ${spec.kind === "bool" ? "true or false" : `a number${spec.min !== undefined ? ` in [${spec.min}, ${spec.max ?? "∞"}]` : ""}`}, got ${JSON.stringify(v)}`,
+        );
+    }
+  }
+  for (const p of method.params)
+    if (p.default === undefined && p.scope === "shared" && !(p.name in given))
+      throw bad(`${method.name} needs parameter "${p.name}" (in merge.parameters)`);
+}
+
+/** Every scalar in a mergekit parameter setting (a value, a gradient, conditionals). */
+function settingValues(s: ParameterSetting): Scalar[] {
+  if (Array.isArray(s)) return (s as unknown[]).flatMap((x) => settingValues(x as ParameterSetting));
+  if (typeof s === "object" && s !== null) return settingValues((s as Conditional).value);
+  return [s];
 }
 
 function validate(o: Obj, where: string): ExperimentConfig {
