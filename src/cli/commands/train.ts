@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { parse as parseYaml } from "yaml";
+import { ENGINES, splitEngineLayers, TRL_DEFAULTS, TRL_KEYS } from "../../engines/trl/options.ts";
 import {
   flagName,
   GRPO_DEFAULTS,
@@ -40,6 +41,15 @@ export function register(program: Command): void {
     if (spec.kind === "bool") cmd.option(`--${flagName(key)} [bool]`, `${spec.help}${d}`);
     else cmd.option(`--${flagName(key)} <value>`, `${spec.help}${choices}${d}`);
   }
+  // Engine choice and the trl engine's own settings (TRL / accelerate / peft names).
+  cmd.option("--engine <name>", `training engine (${ENGINES.join("|")}) [default: jax]`);
+  for (const [key, spec] of Object.entries(TRL_KEYS)) {
+    const def = (TRL_DEFAULTS as unknown as Record<string, unknown>)[key];
+    const d = def === null ? "" : ` [default: ${Array.isArray(def) ? def.join(",") : String(def)}]`;
+    const help = `engine trl: ${spec.help}${spec.choices ? ` (${spec.choices.join("|")})` : ""}${d}`;
+    if (spec.kind === "bool") cmd.option(`--${flagName(key)} [bool]`, help);
+    else cmd.option(`--${flagName(key)} <value>`, help);
+  }
   cmd.addHelpText(
     "after",
     `
@@ -74,13 +84,14 @@ Examples:
       layers.push({ where: file, values: (v ?? {}) as Record<string, unknown> });
     }
     const flags: Record<string, unknown> = {};
-    for (const key of Object.keys(GRPO_KEYS)) {
+    for (const key of [...Object.keys(GRPO_KEYS), "engine", ...Object.keys(TRL_KEYS)]) {
       const v = o[camel(key)];
       if (v === undefined) continue;
       flags[key] = v === true ? "true" : v;
     }
     layers.push({ where: "command line", values: flags });
-    const cfg: GrpoConfig = resolveGrpoConfig(layers);
+    const engine = splitEngineLayers(layers);
+    const cfg: GrpoConfig = resolveGrpoConfig(engine.layers);
     if (!cfg.model) throw new UsageError("--model is required (or `model:` in --config)");
     if (!cfg.data) throw new UsageError("--data is required (or `data:` in --config)");
     if (!o.resume && !flags.reward && !layers.some((l) => l.values.reward !== undefined))
@@ -88,6 +99,19 @@ Examples:
 
     const { readTrainRows } = await import("../../train/data.ts");
     const rows = await readTrainRows(cfg.data);
+    if (engine.engine === "trl") {
+      const { trainTrl } = await import("../../engines/trl/index.ts");
+      const res = await trainTrl(
+        { config: cfg, trl: engine.trl, rows, outDir: out, dataFile: cfg.data, resume: Boolean(o.resume) },
+        engine.trlSetBy.has("num_processes"),
+      );
+      const last = res.log[res.log.length - 1] ?? {};
+      const f = (k: string) => (typeof last[k] === "number" ? (last[k] as number).toFixed(3) : "-");
+      process.stderr.write(
+        `trained ${res.steps} steps (${res.log.length} in this run) on ${rows.length} rows with reward ${cfg.reward} on engine trl in ${res.wallSeconds.toFixed(1)} s (reward service ${res.reward.seconds.toFixed(2)} s over ${res.reward.requests} requests); last step: reward ${f("reward")}, accuracy_reward ${f("accuracy_reward")}, majority_ratio ${f("majority_ratio")}\nfinal model: ${res.finalDir}\n`,
+      );
+      return;
+    }
     const { initRuntime, runtimeThreads } = await import("../../runtime/jax.ts");
     await initRuntime(cfg.threads > 0 ? { threads: cfg.threads } : undefined);
     const { loadPolicy } = await import("../../train/engine.ts");
