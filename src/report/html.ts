@@ -110,7 +110,10 @@ function summaryTable(evals: EvalRun[], stats: EvalStats | null = null): string 
 <p class="note">Each cell: strict / flexible parsing. Accuracy is over all sampled completions; pass@k and cons@k as defined by <code>ttrl grade</code>${stats ? "; accuracy | valid: correct answers among the completions whose answer parsed (the gain that is not format)" : ""}. — marks a metric that is absent (no labels), not zero.</p></section>`;
 }
 
-const signedPts = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x * 100).toFixed(1)}`;
+const signedPts = (x: number) => {
+  const t = (Math.abs(x) * 100).toFixed(1);
+  return `${x < 0 && t !== "0.0" ? "−" : "+"}${t}`;
+};
 
 /** Each model minus the base with its paired-bootstrap 95% interval, flexible and strict. */
 function diffsTable(stats: EvalStats | null): string {

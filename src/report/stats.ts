@@ -349,7 +349,11 @@ export function findDiff(s: EvalStats, model: string, mode: Mode, metric: DiffMe
   return s.diffs.find((d) => d.model === model && d.mode === mode && d.metric === metric) ?? null;
 }
 
-const pp = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x * 100).toFixed(1)}`;
+/** Signed percentage points with one decimal; a value that rounds to 0 is "+0.0" (never "−0.0"). */
+const pp = (x: number) => {
+  const t = (Math.abs(x) * 100).toFixed(1);
+  return `${x < 0 && t !== "0.0" ? "−" : "+"}${t}`;
+};
 const pc = (x: number) => `${(x * 100).toFixed(1)}%`;
 
 /** "+12.3 pts [95% CI +8.1, +16.0]" */
