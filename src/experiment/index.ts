@@ -347,7 +347,10 @@ export function formatSummary(rows: SummaryRow[], k: number): string {
   ];
   const withStats = rows.some((r) => r.acc_valid_flexible !== undefined);
   if (withStats) head.push("acc|valid (flex)", "Δ pass@1 flex vs base [95% paired CI]");
-  const pts = (x: number) => `${x >= 0 ? "+" : "-"}${Math.abs(x * 100).toFixed(1)}`;
+  const pts = (x: number) => {
+    const t = (Math.abs(x) * 100).toFixed(1);
+    return `${x < 0 && t !== "0.0" ? "-" : "+"}${t}`;
+  };
   return `${table([
     head,
     ...rows.map((r) => [
