@@ -64,7 +64,8 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e) {
     process.exitCode = exitCodeFor(e);
     if (e instanceof CommanderError) return; // commander already printed its message
-    const msg = e instanceof TtrlError ? e.message : ((e as Error)?.stack ?? String(e));
+    const msg =
+      e instanceof TtrlError ? e.message : (systemErrorMessage(e) ?? (e as Error)?.stack ?? String(e));
     process.stderr.write(`ttrl: error: ${msg}\n`);
   }
 }
@@ -77,4 +78,14 @@ export function exitCodeFor(e: unknown): number {
   }
   if (e instanceof TtrlError) return e.exitCode;
   return 1;
+}
+
+/**
+ * A Node system error (ENOENT, EISDIR, EACCES, ...) that escaped the command's own checks: its message and
+ * path, without a stack trace (it is about the user's files, not a bug in ttrl). Null for other errors.
+ */
+export function systemErrorMessage(e: unknown): string | null {
+  const err = e as NodeJS.ErrnoException | null;
+  if (!(err instanceof Error) || typeof err.code !== "string" || typeof err.syscall !== "string") return null;
+  return err.path && !err.message.includes(err.path) ? `${err.path}: ${err.message}` : err.message;
 }

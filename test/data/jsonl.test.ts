@@ -1,13 +1,15 @@
 // The one JSONL reader every command shares (src/io/jsonl.ts): strict UTF-8 and folders rejected with the
 // file and line named, round trips of valid text across stream chunk boundaries.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
-import { readJsonl, readJsonlSync, readUtf8File } from "../../src/io/jsonl.ts";
-import { InputError } from "../../src/util/errors.ts";
+import { systemErrorMessage } from "../../src/cli/main.ts";
+import { writeFileAtomic, writeFileAtomicSync } from "../../src/io/atomic.ts";
+import { JsonlWriter, readJsonl, readJsonlSync, readUtf8File, writeJsonl } from "../../src/io/jsonl.ts";
+import { InputError, TtrlError } from "../../src/util/errors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ttrl-jsonl-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -140,5 +142,44 @@ describe("readJsonl / readJsonlSync / readUtf8File", () => {
     assert.throws(() => readJsonlSync(folder), isInputErrorAt(folder, undefined, /is a folder/));
     const missing = join(dir, "nope.jsonl");
     await assert.rejects(readAll(missing), isInputErrorAt(missing, undefined, /file not found/));
+  });
+
+  it("atomic writers: a folder at the output path, or a file as its parent, is a TtrlError naming the path", async () => {
+    const folder = join(dir, "out-folder");
+    mkdirSync(join(folder, "keep"), { recursive: true });
+    const aFile = join(dir, "plain.txt");
+    writeFileSync(aFile, "x");
+    const under = join(aFile, "sub", "out.jsonl");
+    const named = (path: string, re: RegExp) => (e: unknown) => {
+      assert.ok(e instanceof TtrlError, `expected a TtrlError, got ${String(e)}`);
+      assert.ok(e.message.startsWith(`${path}: `), e.message);
+      assert.match(e.message, re);
+      return true;
+    };
+    for (const p of [folder, join(dir, "empty-folder")]) {
+      mkdirSync(p, { recursive: true });
+      await assert.rejects(writeJsonl(p, [{ a: 1 }]), named(p, /is a folder/));
+      await assert.rejects(writeFileAtomic(p, "x"), named(p, /is a folder/));
+      assert.throws(() => writeFileAtomicSync(p, "x"), named(p, /is a folder/));
+      const w = new JsonlWriter(p);
+      await w.write({ a: 1 });
+      await assert.rejects(w.commit(), named(p, /is a folder/));
+    }
+    await assert.rejects(writeJsonl(under, [{ a: 1 }]), named(under, /a part of the path is a file/));
+    assert.throws(() => new JsonlWriter(under), named(under, /a part of the path is a file/));
+    // Nothing was left behind: no temp files beside the targets, the folder's contents untouched.
+    assert.deepEqual(readdirSync(folder), ["keep"]);
+    assert.equal(readdirSync(dir).filter((f) => f.endsWith(".tmp")).length, 0);
+    assert.equal(readFileSync(aFile, "utf8"), "x");
+  });
+
+  it("a system error that escapes a command prints its message and path, not a stack", () => {
+    const e = Object.assign(new Error("EISDIR: illegal operation on a directory, read"), {
+      code: "EISDIR",
+      syscall: "read",
+      path: "/data/x",
+    });
+    assert.equal(systemErrorMessage(e), "/data/x: EISDIR: illegal operation on a directory, read");
+    assert.equal(systemErrorMessage(new TypeError("x is not a function")), null);
   });
 });
