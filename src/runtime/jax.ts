@@ -10,17 +10,16 @@
 // A side-effect import first (import sorting keeps it first): the shims and the pool go in before jax-js loads.
 import "./install.ts";
 import * as jax from "@jax-js/jax";
+import { TtrlError } from "../util/errors.ts";
+import { chosenDevice, type EngineDevice, markStarted, selectDevice } from "./device.ts";
 import { POOL_THREADS } from "./install.ts";
 
 export * from "@jax-js/jax";
+export { ENGINE_DEVICES, type EngineDevice, parseDevice, selectDevice } from "./device.ts";
 export { poolWorkers } from "./pool.ts";
-
-/** The devices ttrl's engine runs on. */
-export const ENGINE_DEVICES = ["wasm"] as const;
-export type EngineDevice = (typeof ENGINE_DEVICES)[number];
+export { checkDeviceTensor, webgpuInfo, webgpuMemory } from "./webgpu.ts";
 
 let initialised: Promise<void> | null = null;
-let activeDevice: EngineDevice = "wasm";
 let warned = false;
 
 /** Number of compute threads the runtime uses. */
@@ -33,13 +32,18 @@ export function defaultThreads(): number {
   return POOL_THREADS;
 }
 
-/** The device the engine was initialised on (wasm until `initRuntime` picks another). */
+/** The device the engine runs on (or will run on once `initRuntime` starts it). */
 export function runtimeDevice(): EngineDevice {
-  return activeDevice;
+  return chosenDevice();
 }
 
-/** Initialise jax-js on the Wasm backend (idempotent). */
-export async function initRuntime(opts?: { threads?: number }): Promise<void> {
+/**
+ * Initialise jax-js on the chosen device (idempotent): `opts.device`, else `selectDevice`'s choice (the CLI's
+ * `--device`), else `TTRL_DEVICE`, else wasm. Arrays are then created on that device; model parameters,
+ * loaded once, stay there across steps.
+ */
+export async function initRuntime(opts?: { threads?: number; device?: EngineDevice }): Promise<void> {
+  if (opts?.device) selectDevice(opts.device);
   if (opts?.threads !== undefined && opts.threads !== POOL_THREADS && !warned) {
     warned = true;
     process.stderr.write(
@@ -47,10 +51,23 @@ export async function initRuntime(opts?: { threads?: number }): Promise<void> {
     );
   }
   if (initialised) return initialised;
+  const device = chosenDevice();
   initialised = (async () => {
+    if (device === "webgpu") {
+      const { startWebGpu } = await import("./webgpu.ts");
+      const gpu = await startWebGpu();
+      const ready = await jax.init("webgpu");
+      if (!ready.includes("webgpu"))
+        throw new TtrlError(
+          `--device webgpu: jax-js could not open a device on the adapter (${gpu.adapter})`,
+        );
+      jax.defaultDevice("webgpu");
+      markStarted("webgpu");
+      return;
+    }
     await jax.init("wasm");
     jax.defaultDevice("wasm");
-    activeDevice = "wasm";
+    markStarted("wasm");
     // jax-js compiles shared-memory kernels when it sees a worker pool at import; if something had imported
     // it before ./install.ts ran, the first kernel would fail on its memory import. Say so plainly.
     try {
@@ -58,7 +75,7 @@ export async function initRuntime(opts?: { threads?: number }): Promise<void> {
       await probe.data();
     } catch (e) {
       if (!/memory import/i.test(String((e as Error)?.message))) throw e;
-      throw new Error(
+      throw new TtrlError(
         "jax-js was imported before ttrl's runtime installed its worker pool: import the engine from src/runtime/jax.ts only",
       );
     }
