@@ -113,15 +113,14 @@ async function workerGrpo(
   const toy = (g: { completions: string[] }) => {
     // A reward with spread in every group, so every completion takes part in the update (ttrl skips
     // zero-advantage rows, which would make the update look free). Same function in the TRL peer.
-    const r = g.completions.map((c) => ([...c].length % 7) / 7);
-    return { total: r, perFunction: { length_mod_7: r }, diagnostics: {} };
+    return { rewards: g.completions.map((c) => ([...c].length % 7) / 7) };
   };
   const res = await trainGrpo({
     policy,
     rows,
     config,
     outDir: mkdtempSync(join(tmpdir(), "ttrl-bench-")),
-    reward: toy,
+    rewards: [{ name: "length_mod_7", fn: toy, weight: 1 }],
   });
   const pick = (k: string) => res.log.map((e) => e[k] as number);
   return {

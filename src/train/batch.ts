@@ -294,3 +294,30 @@ export function grpoMicroBatches(
   });
   return { chunks, packed };
 }
+
+/**
+ * Stage 4: the kept completions of each group as training sequences with their advantages. Empty
+ * completions (nothing to train) and, with `mask_truncated_completions`, truncated ones are not trained.
+ */
+export function toSequences(
+  prompts: number[][],
+  groups: { tokens: number[]; finishReason: string }[][],
+  kept: number[][],
+  advantages: number[][],
+  maskTruncated: boolean,
+): GrpoSeq[] {
+  return prompts.flatMap((prompt, pi) =>
+    kept[pi].map((gi, j): GrpoSeq => {
+      const s = groups[pi][gi];
+      const truncated = s.finishReason === "length";
+      return {
+        group: pi,
+        prompt,
+        completion: s.tokens,
+        adv: advantages[pi][j],
+        train: !(maskTruncated && truncated) && s.tokens.length > 0,
+        truncated,
+      };
+    }),
+  );
+}

@@ -4,14 +4,26 @@ import fc from "fast-check";
 import {
   accuracyReward,
   formatReward,
+  groupVoter,
   majorityReward,
   majorityVote,
+  REWARD_NAMES,
+  REWARDS,
+  voteMonitors,
   weightedRewards,
 } from "../../src/rewards/index.ts";
 import { Rng } from "../../src/util/rng.ts";
 
 const c = (ans: string) => `<mantık>\nhesap\n</mantık>\n<cevap>\n${ans}\n</cevap>`;
 const ctx = (seed = 1) => ({ rng: new Rng(seed) });
+/** The vote the majority reward takes (strict, tie random unless given) and its monitors. */
+const vote = (
+  g: { completions: string[]; label?: string | number | null },
+  tie = "random" as const,
+  seed = 1,
+) => groupVoter({ tie })(g, new Rng(seed));
+const monitors = (g: { completions: string[]; label?: string | number | null }) =>
+  voteMonitors(vote(g), g.label);
 
 describe("format and accuracy rewards", () => {
   it("format reward: strict/flexible with configurable values", () => {
@@ -34,39 +46,36 @@ describe("majority reward", () => {
     const g = { completions: [c("40"), c("40,0"), c("12"), c("12"), "bozuk", c("12 elma"), c("40")] };
     const r = majorityReward()(g, ctx());
     assert.deepEqual(r.rewards, [1, 1, 0, 0, 0, 0, 1]);
-    assert.equal(r.diagnostics?.pseudo_label, "40");
-    assert.equal(r.diagnostics?.majority_ratio, 3 / 7);
-    assert.equal(r.diagnostics?.label_accuracy, undefined);
-    assert.equal(r.diagnostics?.reward_accuracy, undefined);
-    const blank = majorityReward()({ ...g, label: "" }, ctx()).diagnostics;
-    assert.equal(blank?.label_accuracy, undefined);
+    assert.equal(vote(g).pseudoLabel, "40");
+    assert.deepEqual(monitors(g), { majorityRatio: 3 / 7 });
+    assert.deepEqual(monitors({ ...g, label: "" }), { majorityRatio: 3 / 7 });
   });
   it("invalid answers never win even when they are the most common", () => {
     const g = { completions: ["x", "y", "z", c("7")] };
     const r = majorityReward()(g, ctx());
     assert.deepEqual(r.rewards, [0, 0, 0, 1]);
-    assert.equal(r.diagnostics?.pseudo_label, "7");
-    assert.equal(r.diagnostics?.majority_ratio, 1 / 4);
+    assert.equal(vote(g).pseudoLabel, "7");
+    assert.equal(monitors(g).majorityRatio, 1 / 4);
   });
   it("no valid answer: no pseudo-label, all 0", () => {
-    const r = majorityReward()({ completions: ["a", "b"], label: "3" }, ctx());
-    assert.deepEqual(r.rewards, [0, 0]);
-    assert.equal(r.diagnostics?.pseudo_label, null);
-    assert.equal(r.diagnostics?.majority_ratio, 0);
-    assert.equal(r.diagnostics?.label_accuracy, 0);
+    const g = { completions: ["a", "b"], label: "3" };
+    assert.deepEqual(majorityReward()(g, ctx()).rewards, [0, 0]);
+    assert.equal(vote(g).pseudoLabel, null);
+    // no pseudo-label: wrong; both majority rewards (0) equal both accuracies (0)
+    assert.deepEqual(monitors(g), { majorityRatio: 0, labelAccuracy: 0, rewardAccuracy: 1 });
   });
   it("tie policies: first, none, random (seeded, uniform over tied values)", () => {
     const g = { completions: [c("2"), c("1"), c("1"), c("2"), c("3")] };
     assert.deepEqual(majorityReward({ tie: "first" })(g, ctx()).rewards, [1, 0, 0, 1, 0]);
     const none = majorityReward({ tie: "none" })(g, ctx());
     assert.deepEqual(none.rewards, [0, 0, 0, 0, 0]);
-    assert.equal(none.diagnostics?.pseudo_label, null);
+    assert.equal(groupVoter({ tie: "none" })(g).pseudoLabel, null);
     const rnd = majorityReward({ tie: "random" });
     assert.deepEqual(rnd(g, ctx(5)).rewards, rnd(g, ctx(5)).rewards);
     const seen: Record<string, number> = {};
     const rng = new Rng(9);
     for (let i = 0; i < 2000; i++) {
-      const p = rnd(g, { rng }).diagnostics?.pseudo_label as string;
+      const p = String(rnd(g, { rng }).rewards.indexOf(1) === 0 ? "2" : "1");
       seen[p] = (seen[p] ?? 0) + 1;
     }
     assert.deepEqual(Object.keys(seen).sort(), ["1", "2"]);
@@ -81,35 +90,27 @@ describe("majority reward", () => {
       [1, 0],
     );
   });
-  it("diagnostics with a label: label accuracy and reward accuracy", () => {
+  it("monitors with a label: pseudo-label accuracy and reward accuracy (over the given completions)", () => {
     const g = { completions: [c("5"), c("5"), c("6"), "x"], label: 6 };
-    const d = majorityReward()(g, ctx()).diagnostics;
-    assert.equal(d?.pseudo_label, "5");
-    assert.equal(d?.label_accuracy, 0);
+    assert.equal(vote(g).pseudoLabel, "5");
     // majority rewards [1,1,0,0] vs accuracy [0,0,1,0] → agree only on the invalid one
-    assert.equal(d?.reward_accuracy, 1 / 4);
-    const d2 = majorityReward()({ ...g, label: "5" }, ctx()).diagnostics;
-    assert.equal(d2?.label_accuracy, 1);
-    assert.equal(d2?.reward_accuracy, 1);
+    assert.deepEqual(monitors(g), { majorityRatio: 2 / 4, labelAccuracy: 0, rewardAccuracy: 1 / 4 });
+    assert.deepEqual(monitors({ ...g, label: "5" }), {
+      majorityRatio: 2 / 4,
+      labelAccuracy: 1,
+      rewardAccuracy: 1,
+    });
+    // over completions 2 and 3 only: agree on 3 (invalid) but not on 2 (accurate, not rewarded)
+    assert.equal(voteMonitors(vote(g), g.label, [2, 3]).rewardAccuracy, 1 / 2);
   });
-  it("M of N: all vote, M rewarded (first or random, seeded)", () => {
-    const g = { completions: [c("1"), c("2"), c("2"), c("2"), c("1"), c("2")] };
-    const first = majorityReward({ rewardedCount: 3 })(g, ctx());
-    assert.deepEqual(first.rewards, [0, 1, 1]);
-    assert.deepEqual(first.diagnostics?.rewarded_indices, [0, 1, 2]);
-    assert.equal(first.diagnostics?.majority_ratio, 4 / 6);
-    const f = majorityReward({ rewardedCount: 4, rewardedPick: "random" });
-    const a = f(g, ctx(3));
-    const b = f(g, ctx(3));
-    assert.deepEqual(a, b);
-    const idx = a.diagnostics?.rewarded_indices as number[];
-    assert.equal(idx.length, 4);
-    assert.deepEqual(
-      a.rewards,
-      idx.map((i) => (i === 0 || i === 4 ? 0 : 1)),
+  it("the majority reward follows a vote handed to it (the trainer's), else votes itself", () => {
+    const g = { completions: [c("1"), c("2"), c("2")] };
+    const given = majorityVote(
+      ["1", "2", "2"].map(() => "1"),
+      "first",
     );
-    assert.throws(() => majorityReward({ rewardedCount: 7 })(g, ctx()), /exceeds/);
-    assert.throws(() => majorityReward({ rewardedCount: 0 }), /positive/);
+    assert.deepEqual(majorityReward()(g, { ...ctx(), vote: given }).rewards, [1, 1, 1]);
+    assert.deepEqual(majorityReward()(g, ctx()).rewards, [0, 1, 1]);
   });
   it("property: permuting a group permutes its rewards (random and none tie policies)", () => {
     const answerArb = fc.oneof(
@@ -132,8 +133,10 @@ describe("majority reward", () => {
             r2.rewards,
             perm.map((i) => r1.rewards[i]),
           );
-          assert.equal(r2.diagnostics?.pseudo_label, r1.diagnostics?.pseudo_label);
-          assert.equal(r2.diagnostics?.majority_ratio, r1.diagnostics?.majority_ratio);
+          const v1 = groupVoter({ tie })({ completions }, new Rng(seed));
+          const v2 = groupVoter({ tie })({ completions: perm.map((i) => completions[i]) }, new Rng(seed));
+          assert.equal(v2.pseudoLabel, v1.pseudoLabel);
+          assert.equal(v2.topCount, v1.topCount);
         },
       ),
       { numRuns: 300 },
@@ -168,17 +171,16 @@ describe("weightedRewards", () => {
     assert.deepEqual(r.perFunction.format, [1, 1, 0]);
     assert.deepEqual(r.perFunction.majority, [1, 1, 0]);
     assert.deepEqual(r.total, [1.5, 1.5, 0]);
-    assert.equal(r.diagnostics["majority/pseudo_label"], "3");
   });
-  it("restricts other rewards to the majority reward's rewarded subset", () => {
-    const w = weightedRewards([
-      { name: "format", fn: formatReward({ mode: "flexible" }), weight: 2 },
-      { name: "majority", fn: majorityReward({ rewardedCount: 2 }), weight: 1 },
-    ]);
-    const r = w({ completions: ["x", c("3"), c("3"), c("3")] }, ctx());
-    assert.deepEqual(r.diagnostics.rewarded_indices, [0, 1]);
-    assert.deepEqual(r.perFunction.format, [0, 1]);
-    assert.deepEqual(r.total, [0, 3]);
+  it("rejects a reward named twice and a reward that returns the wrong count", () => {
+    assert.throws(
+      () =>
+        weightedRewards([{ name: "short", fn: () => ({ rewards: [1] }), weight: 1 }])(
+          { completions: ["a", "b"] },
+          ctx(),
+        ),
+      /reward "short" returned 1 rewards for a group of 2/,
+    );
     assert.throws(
       () =>
         weightedRewards([
@@ -187,5 +189,20 @@ describe("weightedRewards", () => {
         ]),
       /twice/,
     );
+  });
+});
+
+describe("reward registry", () => {
+  it("names every reward once, with the label rule of each", () => {
+    assert.deepEqual(REWARD_NAMES, ["accuracy", "format", "majority"]);
+    assert.deepEqual(
+      REWARD_NAMES.map((n) => REWARDS[n].needsLabel),
+      [true, false, false],
+    );
+    const g = { completions: [c("3"), c("3"), c("4")], label: "4" };
+    const s = { tie: "first" as const };
+    assert.deepEqual(REWARDS.accuracy.make(s)(g, ctx()).rewards, [0, 0, 1]);
+    assert.deepEqual(REWARDS.format.make(s)(g, ctx()).rewards, [1, 1, 1]);
+    assert.deepEqual(REWARDS.majority.make(s)(g, ctx()).rewards, [1, 1, 0]);
   });
 });

@@ -9,14 +9,14 @@ import fc from "fast-check";
 import { type Array as JArray, numpy as np, tree } from "../../src/runtime/jax.ts";
 import { GRPO_DEFAULTS, type GrpoConfig, resolveGrpoConfig } from "../../src/train/config.ts";
 import { DataOrder, type TrainRow } from "../../src/train/data.ts";
+import { trainGrpo } from "../../src/train/grpo.ts";
 import {
   computeAdvantages,
   type LossAux,
   makeGrpoLoss,
   rowWeights,
   stdUnbiased,
-  trainGrpo,
-} from "../../src/train/grpo.ts";
+} from "../../src/train/loss.ts";
 import type { Params } from "../../src/train/optim.ts";
 import type { Policy } from "../../src/train/policy.ts";
 import { listCheckpoints } from "../../src/train/state.ts";
@@ -244,11 +244,16 @@ describe("GRPO training on a tiny model", () => {
       log_completions_steps: 0,
       reward: "majority",
     });
-    const toyReward = (group: { completions: string[] }) => {
-      const r = group.completions.map((c) => (c.startsWith("a") ? 1 : 0));
-      return { total: r, perFunction: { starts_a: r }, diagnostics: {} };
-    };
-    const res = await trainGrpo({ policy, rows: toyRows(20), config: cfg, outDir: tmp(), reward: toyReward });
+    const startsA = (group: { completions: string[] }) => ({
+      rewards: group.completions.map((c) => (c.startsWith("a") ? 1 : 0)),
+    });
+    const res = await trainGrpo({
+      policy,
+      rows: toyRows(20),
+      config: cfg,
+      outDir: tmp(),
+      rewards: [{ name: "starts_a", fn: startsA, weight: 1 }],
+    });
     const rewards = res.log.map((e) => e.reward as number);
     const first = rewards.slice(0, 5).reduce((a, b) => a + b, 0) / 5;
     const last = rewards.slice(-5).reduce((a, b) => a + b, 0) / 5;
@@ -305,10 +310,16 @@ describe("GRPO training on a tiny model", () => {
       weight_decay: 0.01,
       seed: 9,
     });
-    const toyReward = (group: { completions: string[] }) => {
-      const r = group.completions.slice(0, 3).map((c) => (c.includes("b") ? 1 : 0) + c.length / 10);
-      return { total: r, perFunction: { toy: r }, diagnostics: { rewarded_indices: [0, 1, 2] } };
-    };
+    // All N = 4 completions are rewarded; the trainer keeps M = 3 of them at random (seeded).
+    const toyReward = [
+      {
+        name: "toy",
+        fn: (group: { completions: string[] }) => ({
+          rewards: group.completions.map((c) => (c.includes("b") ? 1 : 0) + c.length / 10),
+        }),
+        weight: 1,
+      },
+    ];
     const rows = toyRows(6);
     const a = tmp();
     const full = await trainGrpo({
@@ -316,7 +327,7 @@ describe("GRPO training on a tiny model", () => {
       rows,
       config: cfg,
       outDir: a,
-      reward: toyReward,
+      rewards: toyReward,
     });
     const b = tmp();
     const killed = await trainGrpo({
@@ -324,7 +335,7 @@ describe("GRPO training on a tiny model", () => {
       rows,
       config: cfg,
       outDir: b,
-      reward: toyReward,
+      rewards: toyReward,
       stopAfter: 3,
     });
     assert.equal(killed.finalDir, null);
@@ -335,7 +346,7 @@ describe("GRPO training on a tiny model", () => {
       rows,
       config: cfg,
       outDir: b,
-      reward: toyReward,
+      rewards: toyReward,
       resume: true,
     });
     assert.deepEqual(await paramBytes(resumed.params), await paramBytes(full.params));
@@ -372,11 +383,15 @@ describe("GRPO training on a tiny model", () => {
         rows: toyRows(4),
         config: cfg,
         outDir: out,
-        reward: (g, ctx) => ({
-          total: g.completions.map((_, i) => ((ctx.step ?? 0) >= 2 ? Number.NaN : i)),
-          perFunction: {},
-          diagnostics: {},
-        }),
+        rewards: [
+          {
+            name: "nan_from_step_3",
+            fn: (g, ctx) => ({
+              rewards: g.completions.map((_, i) => ((ctx.step ?? 0) >= 2 ? Number.NaN : i)),
+            }),
+            weight: 1,
+          },
+        ],
       }),
       /non-finite loss \(NaN\) at step 3.*Last good checkpoint: .*step-2/,
     );
