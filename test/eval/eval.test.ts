@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { httpBackend, localBackend, restoreStop } from "../../src/eval/backends.ts";
 import { checkModelDir, type Engine } from "../../src/eval/engine.ts";
-import { fakeEngine } from "./fake-engine.ts";
 import { runEval, sampleSeed } from "../../src/eval/index.ts";
 import { createServeServer, type TtrlServer } from "../../src/serve/server.ts";
+import { fakeEngine } from "./fake-engine.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "ttrl-eval-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
