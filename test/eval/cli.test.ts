@@ -108,6 +108,11 @@ describe("eval / serve / experiment CLI", () => {
         code: 1,
         re: /bad-utf8\.jsonl:2: not valid UTF-8/,
       },
+      {
+        args: ["sft", "--model", folder, "--data", badUtf8, "--out", out],
+        code: 1,
+        re: /bad-utf8\.jsonl:2: not valid UTF-8/,
+      },
     ];
     for (const t of cases) {
       const r = ttrl(...t.args);
