@@ -1,4 +1,5 @@
 /** Model configuration read from a Hugging Face `config.json` (LLaMA and Qwen2 families). */
+import { totalmem } from "node:os";
 import { TtrlError } from "../util/errors.ts";
 
 export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "Qwen2ForCausalLM"] as const;
@@ -53,7 +54,11 @@ function posInt(raw: Record<string, unknown>, key: string, file: string, fallbac
 }
 
 /** Parse a `config.json` object; `file` names it in error messages. */
-export function parseConfig(raw: Record<string, unknown>, file = "config.json"): ModelConfig {
+export function parseConfig(
+  raw: Record<string, unknown>,
+  file = "config.json",
+  opts: { maxBytes?: number } = {},
+): ModelConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw))
     throw new TtrlError(`${file}: expected a JSON object`);
   const archs = raw.architectures;
@@ -116,7 +121,15 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
   const isQwen = architecture === "Qwen2ForCausalLM";
   if (raw.hidden_act !== undefined && raw.hidden_act !== "silu")
     throw new TtrlError(`${file}: unsupported hidden_act ${JSON.stringify(raw.hidden_act)}; supported: silu`);
-  return {
+  // Defaults are transformers' LlamaConfig / Qwen2Config ones (both untied; Qwen2's context is 32768).
+  const d = ARCH_DEFAULTS[architecture];
+  const rmsNormEps = num(raw, "rms_norm_eps", file, d.rms_norm_eps);
+  if (!(rmsNormEps > 0))
+    throw new TtrlError(`${file}: "rms_norm_eps" must be > 0 (it divides the RMS), got ${rmsNormEps}`);
+  if (!(ropeTheta > 0) || !Number.isFinite(ropeTheta))
+    throw new TtrlError(`${file}: "rope_theta" must be a positive number (the RoPE base), got ${ropeTheta}`);
+  if (headDim % 2 !== 0) throw new TtrlError(`${file}: "head_dim" must be even for RoPE, got ${headDim}`);
+  const config: ModelConfig = {
     architecture,
     vocabSize: posInt(raw, "vocab_size", file),
     hiddenSize,
@@ -125,17 +138,110 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
     numHeads,
     numKvHeads,
     headDim,
-    rmsNormEps: num(raw, "rms_norm_eps", file, 1e-6),
+    rmsNormEps,
     ropeTheta,
     ropeScaling,
-    maxPositionEmbeddings: posInt(raw, "max_position_embeddings", file, 2048),
-    tieWordEmbeddings: Boolean(raw.tie_word_embeddings ?? !isQwen),
-    attentionBias: isQwen ? true : Boolean(raw.attention_bias ?? false),
-    mlpBias: isQwen ? false : Boolean(raw.mlp_bias ?? false),
+    maxPositionEmbeddings: posInt(raw, "max_position_embeddings", file, d.max_position_embeddings),
+    tieWordEmbeddings: bool(raw, "tie_word_embeddings", file, d.tie_word_embeddings),
+    attentionBias: isQwen ? true : bool(raw, "attention_bias", file, false),
+    mlpBias: isQwen ? false : bool(raw, "mlp_bias", file, false),
     bosTokenId: typeof bos === "number" ? bos : undefined,
     eosTokenId,
     raw,
   };
+  checkModelSize(config, file, opts.maxBytes ?? defaultMaxModelBytes());
+  return config;
+}
+
+/** transformers' defaults for the keys a config.json may leave out. */
+export const ARCH_DEFAULTS: Record<
+  Architecture,
+  { tie_word_embeddings: boolean; rms_norm_eps: number; max_position_embeddings: number }
+> = {
+  LlamaForCausalLM: { tie_word_embeddings: false, rms_norm_eps: 1e-6, max_position_embeddings: 2048 },
+  Qwen2ForCausalLM: { tie_word_embeddings: false, rms_norm_eps: 1e-6, max_position_embeddings: 32768 },
+};
+
+function bool(raw: Record<string, unknown>, key: string, file: string, fallback: boolean): boolean {
+  const v = raw[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== "boolean")
+    throw new TtrlError(`${file}: "${key}" must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * Parameter count in closed form (no per-tensor list: a config with a billion layers is refused by
+ * `checkModelSize` before anything is built). Equals `paramCount`.
+ */
+export function paramCountOf(c: ModelConfig): { embed: number; perLayer: number; total: number } {
+  const d = c.hiddenSize;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const f = c.intermediateSize;
+  let perLayer = 2 * d + q * d + 2 * kv * d + d * q + 3 * f * d;
+  if (c.attentionBias) perLayer += q + 2 * kv + (c.architecture === "LlamaForCausalLM" ? d : 0);
+  if (c.mlpBias) perLayer += 2 * f + d;
+  const embed = c.vocabSize * d * (c.tieWordEmbeddings ? 1 : 2) + d;
+  return { embed, perLayer, total: embed + c.numLayers * perLayer };
+}
+
+/** The most float32 parameter bytes a model may need: this machine's memory. */
+export function defaultMaxModelBytes(): number {
+  return totalmem();
+}
+
+function fmtBytes(n: number): string {
+  const units = ["bytes", "KB", "MB", "GB", "TB", "PB", "EB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return `${i === 0 ? n : n.toPrecision(3)} ${units[i]}`;
+}
+
+/**
+ * Refuse a config whose float32 parameters cannot fit in `maxBytes` (the engine holds every parameter as
+ * float32), naming the fields that make it large and the computed size — before anything is allocated.
+ */
+export function checkModelSize(c: ModelConfig, file: string, maxBytes: number): void {
+  const { embed, perLayer, total } = paramCountOf(c);
+  const bytes = total * 4;
+  if (bytes <= maxBytes && Number.isSafeInteger(total)) return;
+  const layers = c.numLayers * perLayer;
+  const why =
+    layers >= embed
+      ? `num_hidden_layers (${c.numLayers}) × ${perLayer.toLocaleString("en-US")} parameters per layer (hidden_size ${c.hiddenSize}, intermediate_size ${c.intermediateSize})`
+      : `vocab_size (${c.vocabSize}) × hidden_size (${c.hiddenSize})${c.tieWordEmbeddings ? "" : " × 2 (untied lm_head)"}`;
+  throw new TtrlError(
+    `${file}: the model is too large: ${why} gives ${total.toExponential(3)} parameters in all, ${fmtBytes(bytes)} as float32, more than the ${fmtBytes(maxBytes)} this machine's memory allows`,
+  );
+}
+
+/**
+ * A checkpoint whose `lm_head.weight` disagrees with `tie_word_embeddings`. Returns a warning for a tied
+ * config whose checkpoint also stores a different `lm_head.weight` (transformers ties it to the embedding
+ * and ignores the stored head, and so do we, but the user should know); throws for an untied config
+ * without `lm_head.weight` (transformers would start a random head: every log-prob would be noise).
+ * `headDiffers` is undefined when there is no `lm_head.weight`.
+ */
+export function checkTiedHead(
+  c: ModelConfig,
+  ckpt: { hasLmHead: boolean; headDiffers?: boolean },
+  file: string,
+): string | null {
+  const explicit = c.raw.tie_word_embeddings !== undefined && c.raw.tie_word_embeddings !== null;
+  const said = explicit
+    ? `tie_word_embeddings is ${c.tieWordEmbeddings}`
+    : `tie_word_embeddings is not set (${c.architecture}'s default in transformers: ${c.tieWordEmbeddings})`;
+  if (!c.tieWordEmbeddings && !ckpt.hasLmHead)
+    throw new TtrlError(
+      `${file}: ${said} but the checkpoint has no lm_head.weight; set "tie_word_embeddings": true if the output layer shares model.embed_tokens.weight`,
+    );
+  if (c.tieWordEmbeddings && ckpt.hasLmHead && ckpt.headDiffers)
+    return `${file}: ${said} but the checkpoint's lm_head.weight differs from model.embed_tokens.weight; it is ignored (the embedding is used, as transformers does); set "tie_word_embeddings": false to use it`;
+  return null;
 }
 
 /** Expected parameter names and shapes, in HF's order. */

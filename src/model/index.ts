@@ -19,7 +19,7 @@ import {
 } from "../runtime/jax.ts";
 import { TtrlError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
-import { expectedParams, type ModelConfig, parseConfig } from "./config.ts";
+import { checkTiedHead, expectedParams, type ModelConfig, parseConfig } from "./config.ts";
 import {
   decodeStep,
   flushRecent,
@@ -99,6 +99,24 @@ function tokenizerFor(dir: string, config: ModelConfig, assets: Record<string, s
   return tok;
 }
 
+/** `checkTiedHead` on a checkpoint: compares a stored lm_head.weight with the embedding when the config ties them. */
+async function tiedHeadCheck(ckpt: Checkpoint, config: ModelConfig, file: string): Promise<string | null> {
+  const hasLmHead = ckpt.has("lm_head.weight");
+  let headDiffers: boolean | undefined;
+  if (hasLmHead && config.tieWordEmbeddings && ckpt.has("model.embed_tokens.weight")) {
+    const [a, b] = [ckpt.info("lm_head.weight"), ckpt.info("model.embed_tokens.weight")];
+    headDiffers = a.shape.join(",") !== b.shape.join(",");
+    if (!headDiffers) {
+      const [x, y] = await Promise.all([
+        ckpt.readF32("lm_head.weight"),
+        ckpt.readF32("model.embed_tokens.weight"),
+      ]);
+      headDiffers = x.some((v, i) => v !== y[i]);
+    }
+  }
+  return checkTiedHead(config, { hasLmHead, headDiffers }, file);
+}
+
 /** Load a model folder (HF layout) into float32 jax arrays. */
 export async function loadModel(dir: string): Promise<Model> {
   await initRuntime();
@@ -116,6 +134,8 @@ export async function loadModel(dir: string): Promise<Model> {
   const ckpt = await Checkpoint.open(dir);
   const params: Params = {};
   try {
+    const warning = await tiedHeadCheck(ckpt, config, cfgFile);
+    if (warning) process.stderr.write(`ttrl: warning: ${warning}\n`);
     const expected = expectedParams(config);
     const missing = expected.filter((e) => !ckpt.has(e.name)).map((e) => e.name);
     if (missing.length > 0)
