@@ -19,7 +19,10 @@ export function register(program: Command): void {
     .option("--endpoint <url>", "OpenAI-compatible server base URL, e.g. http://127.0.0.1:8000/v1")
     .option("--model-name <name>", "model name (required with --endpoint; default: the model folder's name)")
     .requiredOption("--data <file>", "test questions (JSONL rows with id, question, answer?)")
-    .requiredOption("--out <dir>", "output folder (re-running with the same folder resumes from its cache)")
+    .requiredOption(
+      "--out <dir>",
+      "output folder (re-running into it resumes from its cache, which is keyed by the weights' content, or the endpoint URL and model name)",
+    )
     .option("--k <n>", "samples per question", parseIntOption("--k", 1, 1024), 8)
     .option(
       "--ks <list>",
@@ -74,7 +77,7 @@ export function register(program: Command): void {
     )
     .option(
       "--retries <n>",
-      "HTTP backend: retries per request (exponential backoff)",
+      "HTTP backend: retries per request for 429/5xx, dropped connections and cut-off, non-JSON or empty replies (exponential backoff)",
       parseIntOption("--retries", 0, 20),
       4,
     )
