@@ -5,33 +5,25 @@
  * accumulated). Data order is a seeded shuffle per epoch; checkpoints hold optimizer state and the data
  * position, so a killed run resumes to the same weights as an uninterrupted one.
  */
-import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeJsonAtomic } from "../io/atomic.ts";
 import { renderPrompt } from "../prompts/index.ts";
 import { type Array as JArray, jit, numpy as np, tree, valueAndGrad } from "../runtime/jax.ts";
 import { TtrlError, UsageError } from "../util/errors.ts";
 import { createProgress } from "../util/progress.ts";
-import { bucketLength, fitMicroBatch, packSequences, type SeqSpec } from "./batch.ts";
+import {
+  bucketLength,
+  chunkRows,
+  fitMicroBatch,
+  type PackedBatch,
+  packSequences,
+  type SeqSpec,
+} from "./batch.ts";
 import { DataOrder } from "./data.ts";
-import {
-  adamwFromSettings,
-  clipCoefficient,
-  GradAccumulator,
-  globalNorm,
-  learningRate,
-  type Params,
-  type SchedulerType,
-} from "./optim.ts";
+import { appendJsonl, TRAIN_LOG } from "./log.ts";
+import { adamwFromSettings, GradAccumulator, type Params, type SchedulerType } from "./optim.ts";
 import type { Policy } from "./policy.ts";
-import {
-  latestCheckpoint,
-  readOptimizer,
-  readTrainerState,
-  saveTrainingCheckpoint,
-  type TrainerState,
-  truncateLog,
-} from "./state.ts";
+import { finishRun, maybeCheckpoint, openRun } from "./state.ts";
+import { applyUpdate, idsArrays } from "./update.ts";
 
 export interface SftConfig {
   model: string;
@@ -124,9 +116,14 @@ export interface SftRunOptions {
   outDir: string;
   dataFile?: string;
   resume?: boolean;
+  /** Start over in a used run folder (deleting what it holds). */
+  overwrite?: boolean;
   stopAfter?: number;
   onStep?: (log: Record<string, unknown>) => void;
 }
+
+/** Settings a resume may change: they do not change the weights. */
+export const SFT_RESUME_MAY_CHANGE = ["save_steps", "save_total_limit", "save_dtype"];
 
 export async function trainSft(
   o: SftRunOptions,
@@ -136,32 +133,28 @@ export async function trainSft(
     throw new UsageError(
       `batch_size (${c.batch_size}) must be divisible by gradient_accumulation_steps (${c.gradient_accumulation_steps})`,
     );
-  const file = o.dataFile ?? c.data;
-  const examples = sftExamples(o.rows, o.policy, c, file);
+  const examples = sftExamples(o.rows, o.policy, c, o.dataFile ?? c.data);
   const policy = o.policy;
   const n = examples.length;
   const steps =
     c.max_steps > 0 ? c.max_steps : Math.max(1, Math.ceil((c.num_train_epochs * n) / c.batch_size));
-  const micro = c.batch_size / c.gradient_accumulation_steps;
   const order = new DataOrder(n, c.seed, true);
-  mkdirSync(o.outDir, { recursive: true });
-  const logPath = join(o.outDir, "train_log.jsonl");
-
-  let params = policy.params;
-  const opt = adamwFromSettings(params, c);
-  let start = 0;
-  const ck = o.resume ? latestCheckpoint(o.outDir) : null;
-  if (ck) {
-    const st = readTrainerState(ck);
-    const loaded = await policy.loadParams(ck);
-    tree.dispose(params);
-    params = loaded;
-    opt.setState(await readOptimizer(join(ck, "optimizer.safetensors")));
-    start = st.step;
-    truncateLog(logPath, start);
-  } else if (existsSync(logPath)) rmSync(logPath);
-  await writeJsonAtomic(join(o.outDir, "config.json"), { ...c, total_steps: steps });
-
+  const opt = adamwFromSettings(policy.params, c);
+  const run = { outDir: o.outDir, policy, opt };
+  let { params, start } = await openRun(
+    {
+      outDir: o.outDir,
+      config: c,
+      totalSteps: steps,
+      resume: o.resume,
+      overwrite: o.overwrite,
+      resumeMayChange: SFT_RESUME_MAY_CHANGE,
+      logs: [TRAIN_LOG],
+    },
+    policy,
+    policy.params,
+    opt,
+  );
   const lossGrad = jit(
     valueAndGrad((p: Params, ids: JArray, targets: JArray, mask: JArray, scale: JArray) => {
       const lp = policy.logprobs(p, ids, targets);
@@ -171,25 +164,13 @@ export async function trainSft(
   const progress = createProgress({ label: "sft", total: steps, unit: "step", fields: ["loss", "lr"] });
   progress.update(start);
   const log: Record<string, unknown>[] = [];
-  let ran = 0;
   try {
     for (let step = start; step < steps; step++) {
       const t0 = performance.now();
-      const batch = Array.from(
-        { length: c.batch_size },
-        (_, i) => examples[order.index(step * c.batch_size + i)],
-      );
-      const stepT = bucketLength(Math.max(...batch.map((s) => s.prompt.length + s.completion.length)) - 1);
-      const rows = fitMicroBatch(micro, stepT, policy);
-      const chunks: SeqSpec[][] = [];
-      for (let i = 0; i < batch.length; i += rows) chunks.push(batch.slice(i, i + rows));
-      const packed = chunks.map((ch) =>
-        packSequences(
-          ch,
-          rows,
-          bucketLength(Math.max(...ch.map((s) => s.prompt.length + s.completion.length)) - 1),
-          policy.tokenizer.padTokenId,
-        ),
+      const packed = sftMicroBatches(
+        order.step(step, c.batch_size).map((i) => examples[i]),
+        c,
+        policy,
       );
       const tokens = packed.reduce((a, p) => a + p.lengths.reduce((x, y) => x + y, 0), 0);
       const acc = new GradAccumulator();
@@ -197,64 +178,57 @@ export async function trainSft(
       for (const pb of packed) {
         const [l, g] = lossGrad(
           tree.ref(params),
-          np.array(pb.ids, { dtype: np.int32 }).reshape([pb.B, pb.T]),
-          np.array(pb.targets, { dtype: np.int32 }).reshape([pb.B, pb.T]),
+          ...idsArrays(pb),
           np.array(pb.mask).reshape([pb.B, pb.T]),
           np.array(1 / Math.max(1, tokens)),
         ) as unknown as [JArray, Params];
         lossSum += (await l.data())[0];
         await acc.add(g);
       }
-      const grads = acc.take();
-      const norm = await globalNorm(grads);
-      if (!Number.isFinite(lossSum) || !Number.isFinite(norm)) {
-        tree.dispose(grads);
-        throw new TtrlError(
-          `non-finite loss (${lossSum}) at step ${step + 1}; stopped without saving. Last good checkpoint: ${latestCheckpoint(o.outDir) ?? "none"}`,
-        );
-      }
-      const lr = learningRate(opt.t, {
-        type: c.lr_scheduler_type,
-        lr: c.learning_rate,
-        totalSteps: steps,
-        warmupRatio: c.warmup_ratio,
-        warmupSteps: c.warmup_steps,
+      const u = await applyUpdate(opt, params, acc.take(), lossSum, c, {
+        step,
+        totalOptSteps: steps,
+        outDir: o.outDir,
       });
-      params = await opt.step(params, grads, lr, clipCoefficient(norm, c.max_grad_norm));
+      params = u.params;
       const wall = (performance.now() - t0) / 1000;
       const entry = {
         step: step + 1,
         epoch: ((step + 1) * c.batch_size) / n,
-        lr,
+        lr: u.lr,
         loss: lossSum,
-        grad_norm: norm,
+        grad_norm: u.gradNorm,
         tokens,
         tokens_per_s: packed.reduce((a, p) => a + p.B * p.T, 0) / wall,
       };
-      appendFileSync(logPath, `${JSON.stringify(entry)}\n`);
+      appendJsonl(join(o.outDir, TRAIN_LOG), [entry]);
       log.push(entry);
       o.onStep?.(entry);
-      progress.update(step + 1, { loss: lossSum, lr });
-      const state: TrainerState = {
-        step: step + 1,
-        optimizerStep: opt.t,
-        dataPosition: (step + 1) * c.batch_size,
-        epoch: entry.epoch,
-        seed: c.seed,
-      };
-      if ((c.save_steps > 0 && (step + 1) % c.save_steps === 0) || step + 1 === steps)
-        await saveTrainingCheckpoint(o.outDir, policy, params, opt, state, c.save_total_limit);
-      ran++;
-      if (o.stopAfter !== undefined && ran >= o.stopAfter) return { params, steps: step + 1, log };
+      progress.update(step + 1, { loss: lossSum, lr: u.lr });
+      const state = { step: step + 1, optimizerStep: opt.t, dataPosition: (step + 1) * c.batch_size };
+      await maybeCheckpoint(run, params, { ...state, epoch: entry.epoch, seed: c.seed }, c, steps);
+      if (o.stopAfter !== undefined && step + 1 - start >= o.stopAfter)
+        return { params, steps: step + 1, log };
     }
   } finally {
     progress.stop();
     lossGrad.dispose();
     opt.dispose();
   }
-  const finalDir = join(o.outDir, "final");
-  rmSync(finalDir, { recursive: true, force: true });
-  await policy.save(params, finalDir, { dtype: c.save_dtype });
-  writeFileSync(join(o.outDir, "DONE"), `${new Date().toISOString()}\n`);
+  await finishRun(o.outDir, policy, params, c.save_dtype);
   return { params, steps, log };
+}
+
+/** One SFT step's rows as micro-batches of batch_size / gradient_accumulation_steps rows (fewer if memory needs). */
+function sftMicroBatches(batch: SeqSpec[], c: SftConfig, policy: Policy): PackedBatch[] {
+  const stepT = bucketLength(Math.max(...batch.map((s) => s.prompt.length + s.completion.length)) - 1);
+  const rows = fitMicroBatch(c.batch_size / c.gradient_accumulation_steps, stepT, policy);
+  return chunkRows(batch, rows).map((ch) =>
+    packSequences(
+      ch,
+      rows,
+      bucketLength(Math.max(...ch.map((s) => s.prompt.length + s.completion.length)) - 1),
+      policy.tokenizer.padTokenId,
+    ),
+  );
 }
