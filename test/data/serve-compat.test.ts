@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { buildDataset } from "../../src/data/build.ts";
-import { fakeEngine } from "../../src/eval/engine.ts";
 import { createServeServer } from "../../src/serve/server.ts";
+import { fakeEngine } from "../eval/fake-engine.ts";
 
 describe("data build against ttrl serve", () => {
   it("speaks the same protocol; unusable replies are dropped and counted, never a crash", async () => {

@@ -133,8 +133,7 @@ describe("eval cache key", () => {
   });
 
   it("over HTTP, another endpoint serving the same model name does not reuse the cache", async () => {
-    const answer = (n: number) => (req: { user: string }) =>
-      `<mantık>\nx\n</mantık>\n<cevap>\n${n}\n</cevap>`;
+    const answer = (n: number) => () => `<mantık>\nx\n</mantık>\n<cevap>\n${n}\n</cevap>`;
     const a = await startFakeOpenAI({ respond: answer(1) });
     const b = await startFakeOpenAI({ respond: answer(2) });
     try {
