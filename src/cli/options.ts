@@ -1,6 +1,7 @@
 /** Option parsers for commander that reject bad values as usage errors (exit code 2). */
 import { statSync } from "node:fs";
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, Option } from "commander";
+import { ENGINE_DEVICES, type EngineDevice, selectDevice } from "../runtime/device.ts";
 import { UsageError } from "../util/errors.ts";
 
 export function parseIntOption(name: string, min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY) {
@@ -65,4 +66,21 @@ export function checkOutputFolder(path: string, flag: string): void {
     return;
   }
   if (!st.isDirectory()) throw new UsageError(`${flag} ${path}: is a file; give a folder path`);
+}
+
+/**
+ * `--device wasm|webgpu`, the engine's device, for every command that runs the engine. The choice is made
+ * as the flag is parsed (src/runtime/device.ts), before the command starts the engine; without the flag,
+ * TTRL_DEVICE or wasm.
+ */
+export function deviceOption(): Option {
+  return new Option(
+    "--device <name>",
+    `engine device: ${ENGINE_DEVICES.join(" or ")} (webgpu: a GPU through Dawn; default: TTRL_DEVICE or wasm)`,
+  ).argParser((value: string) => {
+    if (!(ENGINE_DEVICES as readonly string[]).includes(value))
+      throw new InvalidArgumentError(`--device must be one of ${ENGINE_DEVICES.join(", ")}, got "${value}"`);
+    selectDevice(value as EngineDevice);
+    return value;
+  });
 }

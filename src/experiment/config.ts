@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import { type Conditional, type ParameterSetting, parseMergeConfig, type Scalar } from "../merge/config.ts";
 import { METHODS } from "../merge/methods/index.ts";
+import { type EngineDevice, parseDevice } from "../runtime/device.ts";
 import { resolveGrpoConfig } from "../train/config.ts";
 import { InputError, UsageError } from "../util/errors.ts";
 import { mergeConfigFor } from "./index.ts";
@@ -42,6 +43,8 @@ export interface ExperimentConfig {
   merge: Record<string, unknown>;
   eval: EvalSettings;
   report: { enabled: boolean; png: boolean };
+  /** The engine's device for every stage (`--device` wins); absent: TTRL_DEVICE or wasm. */
+  device?: EngineDevice;
 }
 
 const PRESET_DIR = join(dirname(fileURLToPath(import.meta.url)), "presets");
@@ -85,6 +88,7 @@ export function presetObject(name: PresetName): Obj {
 
 const TOP_KEYS = new Set([
   "name",
+  "device",
   "model",
   "train_data",
   "test_data",
@@ -255,5 +259,6 @@ function validate(o: Obj, where: string): ExperimentConfig {
       greedy: Boolean(e.greedy),
     },
     report: { enabled: report.enabled !== false, png: report.png !== false },
+    ...(o.device === undefined ? {} : { device: parseDevice(String(o.device), `${where}: "device"`) }),
   };
 }

@@ -1,5 +1,7 @@
 import { type Command, Option } from "commander";
+import { selectDevice } from "../../runtime/device.ts";
 import { UsageError } from "../../util/errors.ts";
+import { deviceOption } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -21,13 +23,21 @@ export function register(program: Command): void {
       "after",
       "\nExamples:\n  ttrl experiment --out runs/tr-math            # the default study (< 15 min on 2 cores)\n  ttrl experiment --preset quick --out runs/smoke # about a minute, for smoke tests\n  ttrl experiment my.yml --out runs/mine         # my.yml overrides any preset key (train:, eval:, merge:, ...)\n",
     )
+    .addOption(deviceOption())
     .action(
       async (
         config: string | undefined,
-        o: { preset: "default" | "quick"; out?: string; force?: boolean; printConfig?: boolean },
+        o: {
+          preset: "default" | "quick";
+          out?: string;
+          force?: boolean;
+          printConfig?: boolean;
+          device?: string;
+        },
       ) => {
         const { loadExperimentConfig } = await import("../../experiment/config.ts");
         const cfg = loadExperimentConfig(config, o.preset);
+        if (o.device === undefined && cfg.device) selectDevice(cfg.device); // --device wins over the config
         if (o.printConfig) {
           const YAML = (await import("yaml")).default;
           process.stdout.write(YAML.stringify(cfg));

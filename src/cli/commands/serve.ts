@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { parseIntOption } from "../options.ts";
+import { deviceOption, parseIntOption } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -28,6 +28,7 @@ export function register(program: Command): void {
       "after",
       '\nExample:\n  ttrl serve --model models/tr-math-base --port 8000\n  curl -s localhost:8000/v1/completions -H \'content-type: application/json\' \\\n    -d \'{"prompt":"Soru: 2+2 kaçtır?\\n","max_tokens":64,"seed":1}\'\n',
     )
+    .addOption(deviceOption())
     .action(async (o) => {
       const { loadEngine } = await import("../../eval/engine.ts");
       const { createServeServer } = await import("../../serve/server.ts");

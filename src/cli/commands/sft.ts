@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { SCHEDULER_TYPES } from "../../train/optim.ts";
 import { SFT_DEFAULTS, type SftConfig } from "../../train/sft.ts";
 import { UsageError } from "../../util/errors.ts";
-import { parseChoice, parseFloatOption, parseIntOption } from "../options.ts";
+import { deviceOption, parseChoice, parseFloatOption, parseIntOption } from "../options.ts";
 
 export function register(program: Command): void {
   const d = SFT_DEFAULTS;
@@ -98,6 +98,7 @@ export function register(program: Command): void {
       "after",
       "\nExample:\n  ttrl sft --model models/tiny --data data/sft.jsonl --out runs/sft --max-steps 200\n",
     )
+    .addOption(deviceOption())
     .action(async (o) => {
       if (o.maxSteps === 0) throw new UsageError("--max-steps must be -1 or ≥ 1");
       if (o.batchSize % o.gradientAccumulationSteps !== 0)

@@ -11,6 +11,7 @@ import {
   resolveGrpoConfig,
 } from "../../train/config.ts";
 import { UsageError } from "../../util/errors.ts";
+import { deviceOption } from "../options.ts";
 
 const EXPLICIT = new Set(["model", "data", "reward"]);
 
@@ -60,6 +61,7 @@ Examples:
   ttrl train --out runs/ttrl --resume
 `,
   );
+  cmd.addOption(deviceOption());
   cmd.action(async (o: Record<string, unknown>) => {
     const out = String(o.out);
     const layers: { where: string; values: Record<string, unknown> }[] = [];
