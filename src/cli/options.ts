@@ -1,6 +1,7 @@
 /** Option parsers for commander that reject bad values as usage errors (exit code 2). */
 import { statSync } from "node:fs";
 import { InvalidArgumentError, Option } from "commander";
+import type { Extractor } from "../answers/index.ts";
 import { ENGINE_DEVICES, type EngineDevice, selectDevice } from "../runtime/device.ts";
 import { UsageError } from "../util/errors.ts";
 
@@ -83,4 +84,26 @@ export function deviceOption(): Option {
     selectDevice(value as EngineDevice);
     return value;
   });
+}
+
+/**
+ * An answer-extraction flag: one of `kinds` or `regex:PATTERN` (a valid, non-empty JavaScript regex).
+ * `ttrl grade --extract` also takes `tags`; `ttrl data import --answer-extract` works on free text only.
+ */
+export function parseExtractor(flag: string, kinds: readonly ("tags" | "gsm8k" | "last-number")[]) {
+  return (value: string): Extractor => {
+    if ((kinds as readonly string[]).includes(value)) return value as Extractor;
+    if (value.startsWith("regex:")) {
+      const p = value.slice(6);
+      if (p === "")
+        throw new InvalidArgumentError(`${flag} regex: needs a pattern, e.g. regex:Cevap: (\\S+)`);
+      try {
+        new RegExp(p, "g");
+      } catch (e) {
+        throw new InvalidArgumentError(`${flag} ${value}: invalid regex: ${(e as Error).message}`);
+      }
+      return value as Extractor;
+    }
+    throw new InvalidArgumentError(`${flag} must be ${kinds.join(", ")} or regex:<pattern>, got "${value}"`);
+  };
 }

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { GRADE_ROW_KEYS, runGrade } from "../../src/cli/commands/grade.ts";
+import { parseExtractor } from "../../src/cli/options.ts";
 import { InputError } from "../../src/util/errors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ttrl-grade-"));
@@ -244,5 +245,24 @@ describe("ttrl grade", () => {
     const s = ttrl(["--input", typo, "--skip-invalid"]);
     assert.equal(s.code, 0, s.stderr);
     assert.match(s.stderr, /skipped 1 malformed line/);
+  });
+
+  it("one extractor parser for grade --extract and data import --answer-extract", () => {
+    const grade = parseExtractor("--extract", ["tags", "gsm8k", "last-number"]);
+    const data = parseExtractor("--answer-extract", ["gsm8k", "last-number"]);
+    assert.equal(grade("tags"), "tags");
+    assert.equal(data("gsm8k"), "gsm8k");
+    assert.equal(data("regex:#### (\\d+)"), "regex:#### (\\d+)");
+    assert.throws(
+      () => data("tags"),
+      /--answer-extract must be gsm8k, last-number or regex:<pattern>, got "tags"/,
+    );
+    for (const [p, flag] of [
+      [grade, "--extract"],
+      [data, "--answer-extract"],
+    ] as const) {
+      assert.throws(() => p("regex:"), new RegExp(`${flag} regex: needs a pattern`));
+      assert.throws(() => p("regex:("), new RegExp(`${flag} regex:\\(: invalid regex`));
+    }
   });
 });

@@ -1,6 +1,6 @@
 /** `ttrl data …`: import, sample, filter, split, translate, extract, build, synth. */
 import { join } from "node:path";
-import { type Command, InvalidArgumentError, Option } from "commander";
+import { type Command, Option } from "commander";
 import type { Extractor, Locale } from "../../answers/index.ts";
 import { buildDataset, formatBuildSummary } from "../../data/build.ts";
 import { importFile, PRESETS, type Preset } from "../../data/import.ts";
@@ -12,20 +12,7 @@ import { LANGS, type Lang, type SynthOptions, synthesize, synthesizeDrills } fro
 import { writeFileAtomic } from "../../io/atomic.ts";
 import { TtrlError, UsageError } from "../../util/errors.ts";
 import { Rng } from "../../util/rng.ts";
-import { parseChoice, parseFloatOption, parseIntList, parseIntOption } from "../options.ts";
-
-function parseExtractor(v: string): Extractor {
-  if (v === "gsm8k" || v === "last-number") return v;
-  if (v.startsWith("regex:")) {
-    try {
-      new RegExp(v.slice(6));
-    } catch (e) {
-      throw new InvalidArgumentError(`bad regex in --answer-extract: ${(e as Error).message}`);
-    }
-    return v as Extractor;
-  }
-  throw new InvalidArgumentError(`--answer-extract must be gsm8k, last-number or regex:PATTERN, got "${v}"`);
-}
+import { parseChoice, parseExtractor, parseFloatOption, parseIntList, parseIntOption } from "../options.ts";
 
 function parseSeed(v: string): number {
   return parseIntOption("--seed", 0, 2 ** 32 - 1)(v);
@@ -65,7 +52,7 @@ function addImportOptions(cmd: Command): Command {
     .option(
       "--answer-extract <how>",
       "pull the number out of a free-text answer: gsm8k | last-number | regex:PATTERN",
-      parseExtractor,
+      parseExtractor("--answer-extract", ["gsm8k", "last-number"]),
     )
     .addOption(
       new Option("--locale <l>", "number format of the source").choices(["en-US", "tr-TR"]).default("en-US"),

@@ -6,7 +6,7 @@ import { JsonlWriter, readJsonl, unknownKeyError } from "../../io/jsonl.ts";
 import { MetricsAccumulator, type MetricsJson, type ModeMetrics, rowError } from "../../metrics/index.ts";
 import { InputError, TtrlError } from "../../util/errors.ts";
 import { createProgress } from "../../util/progress.ts";
-import { checkOutputFile, parseChoice, parseIntList, parseIntOption } from "../options.ts";
+import { checkOutputFile, parseChoice, parseExtractor, parseIntList, parseIntOption } from "../options.ts";
 
 /** The keys of a `ttrl grade` input row; anything else (a typo like "lable") is an error. */
 export const GRADE_ROW_KEYS = ["id", "label", "completions"] as const;
@@ -18,24 +18,6 @@ export function parseFormat(value: string): string {
     throw new InvalidArgumentError((e as Error).message);
   }
   return value;
-}
-
-export function parseExtractor(value: string): Extractor {
-  if (value === "tags" || value === "gsm8k" || value === "last-number") return value;
-  if (value.startsWith("regex:")) {
-    const p = value.slice(6);
-    if (p === "")
-      throw new InvalidArgumentError("--extract regex: needs a pattern, e.g. regex:Cevap: (\\S+)");
-    try {
-      new RegExp(p, "g");
-    } catch (e) {
-      throw new InvalidArgumentError(`--extract ${value}: invalid regex: ${(e as Error).message}`);
-    }
-    return value as Extractor;
-  }
-  throw new InvalidArgumentError(
-    `--extract must be tags, gsm8k, last-number or regex:<pattern>, got "${value}"`,
-  );
 }
 
 interface GradeCliOptions {
@@ -186,7 +168,7 @@ export function register(program: Command): void {
     .option(
       "--extract <how>",
       "answer extraction: tags, gsm8k, last-number or regex:<pattern>",
-      parseExtractor,
+      parseExtractor("--extract", ["tags", "gsm8k", "last-number"]),
       "tags",
     )
     .option(
