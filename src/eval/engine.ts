@@ -17,6 +17,10 @@ export interface EngineGenerateOptions {
   greedy?: boolean;
   seeds?: number[];
   stop?: string[];
+  /** Streaming: after each decoding step, the token each running sequence sampled and its raw logits [V]. */
+  onStep?: (sampled: { seq: number; token: number; logits: Float32Array }[]) => void | Promise<void>;
+  /** Cancellation: a sequence for which this returns true stops early (its client went away). */
+  cancelled?: (seq: number) => boolean;
 }
 
 export interface EngineGeneration {
@@ -43,6 +47,11 @@ export interface Engine {
   /** Longest prompt + completion the model accepts, when known. */
   maxContext?: number;
   generate(prompts: number[][], opts: EngineGenerateOptions): Promise<EngineGeneration[]>;
+  /**
+   * Per-token log-probs of whole sequences (entry i = log p(token i+1 | tokens ≤ i), as `ttrl logprob`)
+   * with the `topN` most likely tokens at each position; absent on engines that cannot score.
+   */
+  score?(seqs: number[][], topN: number): Promise<{ logprobs: number[]; top: [number, number][][] }[]>;
 }
 
 /** Throw a clear error unless `dir` looks like a model folder (config + weights + tokenizer). */
@@ -93,6 +102,10 @@ export async function loadEngine(
     async generate(prompts, o) {
       const gens = await mod.generate(model, prompts, o);
       return gens.map((g) => ({ tokens: g.tokens, text: g.text, finishReason: g.finishReason }));
+    },
+    async score(seqs, topN) {
+      const { scoreWithTop } = await import("../model/top-logprobs.ts");
+      return scoreWithTop(model, seqs, topN);
     },
   };
 }

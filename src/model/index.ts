@@ -395,6 +395,14 @@ export interface GenerateOptions {
   batchSize?: number;
   /** Extension: called after each decoding step with the number of tokens sampled so far. */
   onProgress?: (tokens: number) => void;
+  /**
+   * Extension (streaming): called after each decoding step with the token each running sequence sampled
+   * (`seq` indexes `prompts`) and the raw logits [V] it was sampled from (a view, valid during the call).
+   * Decoding waits for a returned promise: a server yields to the event loop there, so its sockets flush.
+   */
+  onStep?: (sampled: { seq: number; token: number; logits: Float32Array }[]) => void | Promise<void>;
+  /** Extension: a sequence for which this returns true stops before its next token (finish "length"). */
+  cancelled?: (seq: number) => boolean;
 }
 
 export interface Generation {
@@ -527,10 +535,16 @@ async function generateBatch(
       const next = new Int32Array(B).fill(tok.padTokenId);
       const pos = new Int32Array(B);
       let active = 0;
+      const stepped: { seq: number; token: number; logits: Float32Array }[] = [];
       for (let r = 0; r < n; r++) {
         const g = gens[r];
         if (g.finish) continue;
+        if (opts.cancelled?.(idx[r])) {
+          g.finish = "length";
+          continue;
+        }
         const { token, logprob } = sampleRow(data, r * V, V, params, rngs[r], scratch);
+        if (opts.onStep) stepped.push({ seq: idx[r], token, logits: data.subarray(r * V, (r + 1) * V) });
         g.tokens.push(token);
         g.logprobs.push(logprob);
         sampled++;
@@ -544,6 +558,7 @@ async function generateBatch(
         if (!g.finish) active++;
       }
       progress(sampled);
+      if (stepped.length) await opts.onStep?.(stepped);
       if (active === 0) break;
       // Step s feeds the token sampled last at position len + s; the cache holds positions < len + s - slot.
       const slot = s % RECENT;
