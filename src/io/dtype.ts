@@ -216,3 +216,38 @@ export function f32Bits(v: number): number {
   f32buf[0] = v;
   return u32buf[0];
 }
+
+/**
+ * Index of the first NaN or ±Inf element of `bytes` stored as `dtype` (F32, F16, BF16, F64), or -1; -1 for
+ * integer dtypes. Checks the exponent bits, so it sees exactly what a reader of the file would get.
+ */
+export function firstNonFinite(bytes: Uint8Array, dtype: string): number {
+  const size = DTYPE_SIZES[dtype];
+  if (size === undefined || !(dtype === "F32" || dtype === "F16" || dtype === "BF16" || dtype === "F64"))
+    return -1;
+  // typed views need aligned offsets: copy the rare unaligned buffer
+  const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  const n = Math.floor(b.byteLength / size);
+  if (dtype === "F32") {
+    const u = new Uint32Array(b.buffer, b.byteOffset, n);
+    for (let i = 0; i < n; i++) if ((u[i] & 0x7f800000) === 0x7f800000) return i;
+  } else if (dtype === "F64") {
+    const u = new Uint32Array(b.buffer, b.byteOffset, n * 2);
+    for (let i = 0; i < n; i++) if ((u[2 * i + 1] & 0x7ff00000) === 0x7ff00000) return i;
+  } else {
+    const mask = dtype === "F16" ? 0x7c00 : 0x7f80;
+    const u = new Uint16Array(b.buffer, b.byteOffset, n);
+    for (let i = 0; i < n; i++) if ((u[i] & mask) === mask) return i;
+  }
+  return -1;
+}
+
+/**
+ * `config` with its dtype keys set for weights stored as `d`: transformers ≥ 4.56 reads `dtype`, older
+ * versions `torch_dtype`, so both are written and they always agree with the tensors (a stale `dtype` made
+ * transformers load a float32 fine-tune in bfloat16).
+ */
+export function withConfigDtype(config: Record<string, unknown>, d: DType): Record<string, unknown> {
+  const name = torchDtypeName(d);
+  return { ...config, dtype: name, torch_dtype: name };
+}

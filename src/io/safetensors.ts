@@ -14,7 +14,15 @@ import type { FileHandle } from "node:fs/promises";
 import { endianness } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { InputError, TtrlError } from "../util/errors.ts";
-import { bytesToF32, DTYPE_SIZES, type DType, dtypeSize, f32ToBytes, isFloatDType } from "./dtype.ts";
+import {
+  bytesToF32,
+  DTYPE_SIZES,
+  type DType,
+  dtypeSize,
+  f32ToBytes,
+  firstNonFinite,
+  isFloatDType,
+} from "./dtype.ts";
 
 /** Largest header accepted (the reference implementation's bound). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -435,6 +443,27 @@ export class Checkpoint {
   }
 }
 
+/** A tensor with a NaN or ±Inf about to be written: nothing is saved (the file being written is removed). */
+export class NonFiniteTensorError extends TtrlError {
+  readonly tensor: string;
+  constructor(path: string, tensor: string, index: number, value: number, shape: readonly number[]) {
+    super(
+      `${path}: tensor ${JSON.stringify(tensor)} ${fmtShape(shape)} has a non-finite value (${value}) at element ${index}; refusing to save non-finite weights (the run diverged, or a setting such as the learning rate or adam_epsilon is unusable)`,
+    );
+    this.name = "NonFiniteTensorError";
+    this.tensor = tensor;
+  }
+}
+
+function valueAt(bytes: Uint8Array, dtype: string, i: number): number {
+  const size = dtypeSize(dtype);
+  const one = bytes.slice(i * size, (i + 1) * size);
+  const view = new DataView(one.buffer);
+  if (dtype === "F64") return view.getFloat64(0, true);
+  if (dtype === "F32") return view.getFloat32(0, true);
+  return bytesToF32(one, dtype)[0];
+}
+
 function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
 }
@@ -539,6 +568,12 @@ export class SafetensorsWriter {
       throw new TtrlError(
         `${this.path}: tensor ${JSON.stringify(name)}: ${bytes.byteLength} bytes, ${ti.dtype} ${fmtShape(ti.shape)} needs ${ti.end - ti.begin}`,
       );
+    }
+    // Every model, checkpoint, merge and optimizer state is written here: never let a NaN/Inf reach a file.
+    const bad = firstNonFinite(bytes, String(ti.dtype));
+    if (bad >= 0) {
+      await this.abort();
+      throw new NonFiniteTensorError(this.path, name, bad, valueAt(bytes, String(ti.dtype), bad), ti.shape);
     }
     // the position is taken synchronously, so several writes may be in flight (they land in order on disk)
     this.next++;
@@ -654,6 +689,8 @@ export class CheckpointWriter {
   private inShard = 0;
   private written = 0;
   private writer: SafetensorsWriter | null = null;
+  /** Shards of this checkpoint already renamed into place (removed again by `abort`). */
+  private readonly finished: string[] = [];
   private done = false;
 
   constructor(
@@ -694,7 +731,10 @@ export class CheckpointWriter {
   private async dispatch(name: string, data: Float32Array | Uint8Array): Promise<{ done: Promise<void> }> {
     if (this.done) throw new TtrlError(`${this.dir}: checkpoint writer is closed`);
     while (!this.writer || this.inShard >= this.shards[this.shardIdx].tensors.length) {
-      if (this.writer) await this.writer.close();
+      if (this.writer) {
+        await this.writer.close();
+        this.finished.push(this.writer.path);
+      }
       this.shardIdx++;
       const s = this.shards[this.shardIdx];
       if (!s) throw new TtrlError(`${this.dir}: tensor ${JSON.stringify(name)} was not declared`);
@@ -750,9 +790,11 @@ export class CheckpointWriter {
     }
   }
 
+  /** Stop: the shard being written is dropped, and so are the shards of this checkpoint already in place. */
   async abort(): Promise<void> {
     this.done = true;
     if (this.writer) await this.writer.abort();
+    for (const f of this.finished.splice(0)) await fsp.rm(f, { force: true });
   }
 }
 

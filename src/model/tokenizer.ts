@@ -18,6 +18,8 @@ export interface Tokenizer {
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
   decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
   vocabSize: number;
+  /** Longest token string in the vocabulary (UTF-16 units): a text of n characters needs ≥ n / this tokens. */
+  maxTokenChars?: number;
   eosTokenIds: number[];
   bosTokenId: number | null;
   padTokenId: number;
@@ -58,9 +60,17 @@ export function tokenizerFromJson(
   } catch (e) {
     throw new TtrlError(`${file}: cannot build tokenizer (${(e as Error).message})`);
   }
+  if (hf.get_vocab(false).size === 0)
+    throw new TtrlError(`${file}: the tokenizer's vocabulary is empty (model.vocab has no tokens)`);
   const vocab = hf.get_vocab(true);
   let vocabSize = 0;
-  for (const id of vocab.values()) vocabSize = Math.max(vocabSize, id + 1);
+  let maxTokenChars = 1;
+  for (const [tok, id] of vocab) {
+    vocabSize = Math.max(vocabSize, id + 1);
+    maxTokenChars = Math.max(maxTokenChars, tok.length);
+  }
+  // a BPE with fuse_unk turns any run of unknown characters into one token: no bound from the vocabulary
+  if ((tokJson.model as { fuse_unk?: unknown } | undefined)?.fuse_unk === true) maxTokenChars = Infinity;
   const idOf = (key: string): number | null => {
     const tok = tokenContent(tokConfig[key]);
     if (tok === null) return null;
@@ -87,6 +97,7 @@ export function tokenizerFromJson(
   }
   return {
     vocabSize,
+    maxTokenChars,
     eosTokenIds,
     bosTokenId,
     padTokenId,
@@ -107,6 +118,35 @@ export function tokenizerFromJson(
       });
     },
   };
+}
+
+/** Characters per token assumed beyond the longest token, for normalizers that shorten text (NFC). */
+const NORMALIZER_SLACK = 4;
+
+/**
+ * Tokenize a prompt that must fit in `maxTokens`, refusing a text that cannot fit before tokenizing it (a
+ * 30-million-character question took 42 s and 3.2 GB before failing) and after, naming `where` (the
+ * question's file, line and id). A text longer than maxTokens × longest token × NORMALIZER_SLACK characters
+ * is certainly too long: every token covers at most that many characters.
+ */
+export function encodeWithin(
+  tok: Pick<Tokenizer, "encode"> & { maxTokenChars?: number },
+  text: string,
+  maxTokens: number,
+  where: string,
+  opts?: { addSpecialTokens?: boolean },
+): number[] {
+  const perToken = Math.max(1, tok.maxTokenChars ?? Number.POSITIVE_INFINITY) * NORMALIZER_SLACK;
+  if (text.length > maxTokens * perToken)
+    throw new TtrlError(
+      `${where}: the prompt has ${text.length} characters, at least ${Math.ceil(text.length / perToken)} tokens, more than the ${maxTokens} the model's context allows`,
+    );
+  const ids = tok.encode(text, opts);
+  if (ids.length > maxTokens)
+    throw new TtrlError(
+      `${where}: the prompt has ${ids.length} tokens, more than the ${maxTokens} the model's context allows`,
+    );
+  return ids;
 }
 
 /** Load `tokenizer.json` (+ optional `tokenizer_config.json`) from a model folder. */

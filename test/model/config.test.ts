@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -15,19 +15,22 @@ const LLAMA = JSON.parse(readFileSync("test/fixtures/hf/llama/config.json", "utf
 // Issue 15 item 3: impossible numbers in config.json are refused on load, naming the field.
 test("config.json: rms_norm_eps ≤ 0 and rope_theta ≤ 0 are refused naming the field (were NaN models)", () => {
   fc.assert(
-    fc.property(fc.oneof(fc.constant(0), fc.constant(-1), fc.double({ max: 0, noNaN: true, noDefaultInfinity: true })), (bad) => {
-      assert.throws(
-        () => parseConfig({ ...LLAMA, rms_norm_eps: bad }, "m/config.json"),
-        (e: Error) => /^m\/config\.json: "rms_norm_eps" must be > 0/.test(e.message),
-      );
-      const noRp = { ...LLAMA, rope_parameters: undefined, rope_theta: bad };
-      assert.throws(
-        () => parseConfig(noRp, "m/config.json"),
-        /: m\/config\.json: "rope_theta" must be a positive number/,
-      );
-      const inRp = { ...LLAMA, rope_parameters: { rope_type: "default", rope_theta: bad } };
-      assert.throws(() => parseConfig(inRp, "m/config.json"), /"rope_theta" must be a positive number/);
-    }),
+    fc.property(
+      fc.oneof(fc.constant(0), fc.constant(-1), fc.double({ max: 0, noNaN: true, noDefaultInfinity: true })),
+      (bad) => {
+        assert.throws(
+          () => parseConfig({ ...LLAMA, rms_norm_eps: bad }, "m/config.json"),
+          (e: Error) => /^m\/config\.json: "rms_norm_eps" must be > 0/.test(e.message),
+        );
+        const noRp = { ...LLAMA, rope_parameters: undefined, rope_theta: bad };
+        assert.throws(
+          () => parseConfig(noRp, "m/config.json"),
+          /: m\/config\.json: "rope_theta" must be a positive number/,
+        );
+        const inRp = { ...LLAMA, rope_parameters: { rope_type: "default", rope_theta: bad } };
+        assert.throws(() => parseConfig(inRp, "m/config.json"), /"rope_theta" must be a positive number/);
+      },
+    ),
   );
   // the fixture's own values are fine
   assert.equal(parseConfig(LLAMA).rmsNormEps, 1e-5);
