@@ -7,8 +7,9 @@
  * to JS so a token's log-prob and its alternatives are read from one array: lm-eval decides "greedy" by
  * comparing them with `==`.
  */
-import { jit, nn, numpy as np, type OwnedFunction, tree } from "../runtime/jax.ts";
+
 import type { Array as JArray } from "../runtime/jax.ts";
+import { jit, nn, numpy as np, type OwnedFunction, tree } from "../runtime/jax.ts";
 import { TtrlError } from "../util/errors.ts";
 import { forwardLogits, type Params } from "./forward.ts";
 import type { Model } from "./index.ts";
