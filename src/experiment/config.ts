@@ -2,10 +2,10 @@
  * `ttrl experiment` configuration: a preset (default or quick, YAML in ./presets) deep-merged with an
  * optional user config file, validated, with paths resolved against the current folder.
  */
-import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
+import { readUtf8File } from "../io/jsonl.ts";
 import { type Conditional, type ParameterSetting, parseMergeConfig, type Scalar } from "../merge/config.ts";
 import { METHODS } from "../merge/methods/index.ts";
 import { type EngineDevice, parseDevice } from "../runtime/device.ts";
@@ -61,14 +61,7 @@ export function deepMerge(a: Obj, b: Obj): Obj {
 }
 
 function readYaml(file: string): Obj {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT")
-      throw new InputError(file, undefined, "file not found");
-    throw e;
-  }
+  const text = readUtf8File(file);
   let v: unknown;
   try {
     v = YAML.parse(text);

@@ -3,7 +3,7 @@
 // after the base model's evaluation (and, for merge:, both training runs).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -84,5 +84,14 @@ describe("experiment config: every stage validated up front", () => {
       assert.doesNotMatch(r.stderr, /^\s+at /m);
       assert.ok(!existsSync(out), `${out} was created`);
     }
+  });
+
+  it("a folder given as the config file is named, not an EISDIR stack", () => {
+    const folder = join(tmp, "conf.yml");
+    mkdirSync(folder, { recursive: true });
+    assert.throws(
+      () => loadExperimentConfig(folder),
+      (e: unknown) => e instanceof TtrlError && e.message === `${folder}: is a folder, expected a file`,
+    );
   });
 });
