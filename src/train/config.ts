@@ -279,6 +279,24 @@ export function validateGrpoConfig(c: GrpoConfig): void {
     throw new UsageError(`epsilon_high must be ≥ 0, got ${c.epsilon_high}`);
   if (c.top_p <= 0 || c.top_p > 1) throw new UsageError(`top_p must be in (0, 1], got ${c.top_p}`);
   if (c.adam_beta1 >= 1 || c.adam_beta2 >= 1) throw new UsageError("adam_beta1 and adam_beta2 must be < 1");
+  // AdamW divides by sqrt(v) + epsilon: with 0, a parameter whose gradient is 0 becomes 0/0 = NaN
+  if (!(c.adam_epsilon > 0))
+    throw new UsageError(
+      `adam_epsilon (--adam-epsilon) must be > 0, got ${c.adam_epsilon} (AdamW divides by sqrt(v) + epsilon)`,
+    );
+  if (c.warmup_ratio > 1)
+    throw new UsageError(
+      `warmup_ratio (--warmup-ratio) must be in [0, 1] (a share of all optimizer steps), got ${c.warmup_ratio}`,
+    );
+  // GRPO's advantage is a reward minus its group's mean: a group of one has advantage 0 (no learning)
+  if (c.num_generations < 2)
+    throw new UsageError(
+      `num_generations (--num-generations) must be ≥ 2, got ${c.num_generations}: GRPO compares the completions of one prompt, and with one every advantage is 0`,
+    );
+  if (c.rewarded_count !== null && c.rewarded_count < 2)
+    throw new UsageError(
+      `rewarded_count (--rewarded-count) must be ≥ 2, got ${c.rewarded_count}: the advantage compares the rewarded completions of one prompt, and with one every advantage is 0`,
+    );
   if (c.max_steps === 0 || c.max_steps < -1)
     throw new UsageError(`max_steps must be -1 or ≥ 1, got ${c.max_steps}`);
   const rows = c.prompts_per_step * m;
