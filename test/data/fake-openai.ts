@@ -1,8 +1,8 @@
 /**
- * A scripted OpenAI chat-completions server on 127.0.0.1 for the data-step tests. Replies come from a
- * `respond` function; a `fault` function can turn any request into a 429 (with retry-after), a 500, a slow
- * reply, a body cut off mid-transfer, a 200 whose body is not JSON or has no choices, a hang, or a dropped
- * connection. Every request is logged.
+ * A scripted OpenAI-compatible server on 127.0.0.1 (chat and text completions) for the data-step and eval
+ * tests. Replies come from a `respond` function; a `fault` function can turn any request into a 429 (with
+ * retry-after), a 500, a slow reply, a body cut off mid-transfer, a 200 whose body is not JSON or has no
+ * choices, a hang, or a dropped connection. Every request is logged.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -67,13 +67,17 @@ export async function startFakeOpenAI(opts: FakeServerOptions): Promise<FakeServ
     open.add(res);
     maxInFlight = Math.max(maxInFlight, open.size);
     res.on("close", () => open.delete(res));
-    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
+    const chat = req.url?.endsWith("/chat/completions") ?? false;
+    if (req.method !== "POST" || !(chat || req.url?.endsWith("/completions"))) {
       res.writeHead(404, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: { message: `no route ${req.method} ${req.url}` } }));
       return;
     }
     const body = JSON.parse(await readBody(req)) as Record<string, unknown>;
-    const messages = body.messages as { role: string; content: string }[];
+    // Text completions (`/completions`, plain prompt templates) are logged as one user message.
+    const messages = chat
+      ? (body.messages as { role: string; content: string }[])
+      : [{ role: "user", content: String(body.prompt) }];
     const key = JSON.stringify(messages);
     const attempt = attempts.get(key) ?? 0;
     attempts.set(key, attempt + 1);
@@ -113,12 +117,14 @@ export async function startFakeOpenAI(opts: FakeServerOptions): Promise<FakeServ
     const r = opts.respond(cr);
     const { content, finish_reason } = typeof r === "string" ? { content: r, finish_reason: "stop" } : r;
     const reply = {
-      id: `chatcmpl-${cr.n}`,
-      object: "chat.completion",
+      id: `${chat ? "chatcmpl" : "cmpl"}-${cr.n}`,
+      object: chat ? "chat.completion" : "text_completion",
       created: 0,
       model: cr.model,
       choices: [
-        { index: 0, message: { role: "assistant", content }, finish_reason: finish_reason ?? "stop" },
+        chat
+          ? { index: 0, message: { role: "assistant", content }, finish_reason: finish_reason ?? "stop" }
+          : { index: 0, text: content, finish_reason: finish_reason ?? "stop" },
       ],
       usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
     };

@@ -31,54 +31,57 @@ const lines = (f: string) => readFileSync(f, "utf8").trim().split("\n");
 const FAULTS: Fault[] = [{ kind: "truncate" }, { kind: "malformed" }, { kind: "empty" }, { kind: "reset" }];
 
 describe("eval over a faulty HTTP server", () => {
-  it("retries a cut, malformed or choice-less reply and finishes with the fault-free results", async () => {
-    // Each sample's first one or two attempts fail, cycling through the fault kinds.
-    const tries = new Map<string, number>();
-    let faults = 0;
-    const faulty = await startFakeOpenAI({
-      respond,
-      fault: (req) => {
-        const key = sample(req);
-        const t = tries.get(key) ?? 0;
-        tries.set(key, t + 1);
-        if (t >= 1 + (req.n % 2)) return null;
-        faults++;
-        return FAULTS[req.n % FAULTS.length];
-      },
+  for (const template of ["chat-tr", "plain-tr"]) {
+    it(`retries a cut, malformed or choice-less reply and finishes with the fault-free results (${template})`, async () => {
+      // Each sample's first one or two attempts fail, cycling through the fault kinds.
+      const tries = new Map<string, number>();
+      let faults = 0;
+      const faulty = await startFakeOpenAI({
+        respond,
+        fault: (req) => {
+          const key = sample(req);
+          const t = tries.get(key) ?? 0;
+          tries.set(key, t + 1);
+          if (t >= 1 + (req.n % 2)) return null;
+          faults++;
+          return FAULTS[req.n % FAULTS.length];
+        },
+      });
+      const clean = await startFakeOpenAI({ respond });
+      try {
+        const common = { modelName: "m", data, k: 2, template, seed: 5 };
+        const r = await runEval({
+          ...common,
+          model: faulty.url,
+          out: join(tmp, `faulty-${template}`),
+          backend: httpBackend({
+            endpoint: faulty.url,
+            modelName: "m",
+            retries: 3,
+            retryDelayMs: 5,
+            concurrency: 4,
+          }),
+        });
+        const ref = await runEval({
+          ...common,
+          model: clean.url,
+          out: join(tmp, `clean-${template}`),
+          backend: httpBackend({ endpoint: clean.url, modelName: "m", retries: 0 }),
+        });
+        assert.ok(faults >= 2 * N, `only ${faults} faults injected`);
+        assert.equal(r.samples, 2 * N);
+        assert.deepEqual(
+          lines(join(tmp, `faulty-${template}`, "generations.jsonl")),
+          lines(join(tmp, `clean-${template}`, "generations.jsonl")),
+        );
+        assert.ok(faulty.requests.every((q) => (template === "chat-tr") === Array.isArray(q.body.messages)));
+        assert.deepEqual(r.metrics, ref.metrics);
+      } finally {
+        await faulty.close();
+        await clean.close();
+      }
     });
-    const clean = await startFakeOpenAI({ respond });
-    try {
-      const common = { modelName: "m", data, k: 2, template: "chat-tr", seed: 5 };
-      const r = await runEval({
-        ...common,
-        model: faulty.url,
-        out: join(tmp, "faulty"),
-        backend: httpBackend({
-          endpoint: faulty.url,
-          modelName: "m",
-          retries: 3,
-          retryDelayMs: 5,
-          concurrency: 4,
-        }),
-      });
-      const ref = await runEval({
-        ...common,
-        model: clean.url,
-        out: join(tmp, "clean"),
-        backend: httpBackend({ endpoint: clean.url, modelName: "m", retries: 0 }),
-      });
-      assert.ok(faults >= 2 * N, `only ${faults} faults injected`);
-      assert.equal(r.samples, 2 * N);
-      assert.deepEqual(
-        lines(join(tmp, "faulty", "generations.jsonl")),
-        lines(join(tmp, "clean", "generations.jsonl")),
-      );
-      assert.deepEqual(r.metrics, ref.metrics);
-    } finally {
-      await faulty.close();
-      await clean.close();
-    }
-  });
+  }
 
   it("after the retries, fails naming the endpoint and the question, keeping the cache to resume", async () => {
     let broken = true;
