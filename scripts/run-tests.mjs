@@ -26,6 +26,10 @@ if (files.length === 0) {
 if (files.some((f) => f.includes("report"))) {
   spawnSync("bash", ["scripts/ensure-chromium.sh"], { stdio: "inherit" });
 }
+// The WebGPU device test needs a (software) GPU: Mesa's EGL and llvmpipe, installed the same way.
+if (files.some((f) => f.includes("runtime/webgpu"))) {
+  spawnSync("bash", ["scripts/ensure-mesa.sh"], { stdio: "inherit" });
+}
 const r = spawnSync(
   process.execPath,
   ["--import", "tsx", "--test", "--test-reporter=spec", "--test-force-exit", "--test-concurrency=2", ...files],

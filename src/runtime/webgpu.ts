@@ -15,6 +15,8 @@
  *   ones returns 65,535). See `checkLoopTrips`.
  * - No bf16 on WebGPU: checkpoints are read as float32 (src/model loads every float dtype as float32).
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { TtrlError } from "../util/errors.ts";
 
 /** The subset of Dawn's WebGPU objects used here (the WebGPU types are not in the TypeScript lib). */
@@ -190,10 +192,29 @@ function isSoftware(a: GpuAdapter): boolean {
   );
 }
 
+/** Whether libvulkan.so.1 is where the dynamic loader looks (LD_LIBRARY_PATH, the usual library folders). */
+function hasVulkanLoader(): boolean {
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? "").split(":").filter(Boolean),
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+  ];
+  return dirs.some((d) => existsSync(join(d, "libvulkan.so.1")));
+}
+
 /** Find an adapter: Dawn's default backend, then (Linux) OpenGL ES over Mesa; `TTRL_WEBGPU_BACKEND` forces one. */
 async function findAdapter(dawn: DawnModule): Promise<{ gpu: Gpu; adapter: GpuAdapter; backend: string }> {
   const forced = process.env.TTRL_WEBGPU_BACKEND;
-  const tries = forced ? [forced] : process.platform === "linux" ? ["default", "opengles"] : ["default"];
+  // On Linux Dawn's default backend is Vulkan: skip it where no Vulkan loader is installed (Dawn would only
+  // print a warning and find nothing).
+  const linuxTries = hasVulkanLoader() ? ["default", "opengles"] : ["opengles"];
+  const tries = forced ? [forced] : process.platform === "linux" ? linuxTries : ["default"];
   for (const backend of tries) {
     if (backend === "opengles") process.env.EGL_PLATFORM ??= "surfaceless"; // no display server needed
     const gpu = dawn.create(backend === "default" ? [] : [`backend=${backend}`]);
@@ -228,6 +249,7 @@ export async function startWebGpu(): Promise<WebGpuInfo> {
     return device;
   };
   // jax-js asks navigator.gpu for an adapter itself: hand it this one.
+  if (g.navigator === undefined) g.navigator = { userAgent: `Node.js/${process.version}` }; // ./shims.ts not run
   const nav = g.navigator as Record<string, unknown>;
   nav.gpu = {
     requestAdapter: async () => adapter,

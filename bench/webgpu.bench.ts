@@ -1,0 +1,229 @@
+/**
+ * The WebGPU device against the Wasm device, in the same run (issue 16): float32 matmul GFLOP/s, and GRPO
+ * steps of a random char-tr LLaMA (split into sampling / reference / update), each device in its own
+ * process. On a machine without a GPU the WebGPU device is Mesa's llvmpipe (a software rasteriser): it
+ * shows that the device works and what it costs, not GPU speed — scripts/gpu/webgpu-check.sh measures a
+ * real GPU with the same workers.
+ *
+ *   npm run bench -- webgpu                      (writes bench/results/webgpu.md)
+ *
+ * Worker mode (also used by scripts/gpu/webgpu-check.sh), one JSON line on stdout:
+ *   node --import tsx bench/webgpu.bench.ts --worker matmul DEVICE N...        square N×N×N products
+ *   node --import tsx bench/webgpu.bench.ts --worker grpo DEVICE SHAPE P G L STEPS
+ * SHAPE: tiny | medium (~29M, the presets) | 0.5b (Qwen2.5-0.5B's shape: d 896, MLP 4864, 24 layers, 14/2
+ * heads, vocabulary 151,936; random weights, char-tr tokenizer).
+ */
+import { existsSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { peakRssMiB, runJson, writeSection } from "./lib.ts";
+
+type Device = "wasm" | "webgpu";
+
+async function workerMatmul(device: Device, sizes: number[]): Promise<Record<string, unknown>> {
+  const rt = await import("../src/runtime/jax.ts");
+  await rt.initRuntime({ device });
+  const { jit, numpy: np, random, blockUntilReady } = rt;
+  type JA = import("../src/runtime/jax.ts").Array;
+  const out: Record<string, unknown> = { device, adapter: rt.webgpuInfo()?.adapter ?? "wasm" };
+  for (const n of sizes) {
+    const a = random.normal(random.key(1), [n, n]);
+    const b = random.normal(random.key(2), [n, n]);
+    // Eight products summed in one compiled call, so per-call overhead does not count.
+    const f = jit((x: JA, y: JA) => {
+      let s = np.matmul(x.ref, y.ref);
+      for (let i = 1; i < 8; i++) s = s.add(np.matmul(x.ref, y.ref));
+      x.dispose();
+      y.dispose();
+      return s;
+    });
+    for (let i = 0; i < 2; i++) await f(a.ref, b.ref).data();
+    let k = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < 1500 || k < 3) {
+      const r = f(a.ref, b.ref);
+      await blockUntilReady(r);
+      r.dispose();
+      k++;
+    }
+    const sec = (performance.now() - t0) / 1000 / (8 * k);
+    out[`gflops_${n}`] = (2 * n * n * n) / sec / 1e9;
+    f.dispose();
+    a.dispose();
+    b.dispose();
+  }
+  return out;
+}
+
+/** config.json overrides of the shapes beyond the presets. */
+const SHAPES: Record<string, Record<string, unknown>> = {
+  "0.5b": {
+    vocab_size: 151936,
+    hidden_size: 896,
+    intermediate_size: 4864,
+    num_hidden_layers: 24,
+    num_attention_heads: 14,
+    num_key_value_heads: 2,
+    head_dim: 64,
+    max_position_embeddings: 1024,
+    tie_word_embeddings: true,
+  },
+};
+
+async function workerGrpo(
+  device: Device,
+  shape: string,
+  P: number,
+  G: number,
+  L: number,
+  steps: number,
+): Promise<Record<string, unknown>> {
+  const rt = await import("../src/runtime/jax.ts");
+  await rt.initRuntime({ device });
+  const { initPresetModel, presetConfig, PRESETS } = await import("../src/model/presets.ts");
+  const { modelFromParts, randomParams, paramCount, parseConfig } = await import("../src/model/index.ts");
+  const { enginePolicy } = await import("../src/train/engine.ts");
+  const { trainGrpo } = await import("../src/train/grpo.ts");
+  const { resolveGrpoConfig } = await import("../src/train/config.ts");
+  const t0 = performance.now();
+  let model: Awaited<ReturnType<typeof initPresetModel>>;
+  if (shape in PRESETS) model = await initPresetModel(shape as keyof typeof PRESETS, 1);
+  else {
+    const over = SHAPES[shape];
+    if (!over) throw new Error(`unknown shape ${shape}`);
+    const tiny = await initPresetModel("tiny", 1);
+    const raw = { ...presetConfig("tiny"), ...over };
+    rt.tree.dispose(tiny.params);
+    model = await modelFromParts("", raw, tiny.assets ?? {}, randomParams(parseConfig(raw), 1));
+  }
+  const params = paramCount(model.config);
+  const initSecs = (performance.now() - t0) / 1000;
+  const rows = Array.from({ length: P * steps }, (_, i) => ({
+    id: `b${i}`,
+    question: `${(i % 9) + 1} + ${((i * 7) % 9) + 1} kaç eder?`,
+    line: i + 1,
+  }));
+  const config = resolveGrpoConfig([
+    {
+      where: "bench",
+      values: {
+        model: "bench",
+        data: "bench",
+        reward: "majority",
+        prompts_per_step: P,
+        num_generations: G,
+        max_completion_length: L,
+        stop: [],
+        max_steps: steps,
+        shuffle_dataset: false,
+        save_steps: 0,
+        log_completions_steps: 0,
+        learning_rate: 1e-6,
+        beta: 0,
+        loss_type: "dapo",
+      },
+    },
+  ]);
+  const res = await trainGrpo({
+    policy: enginePolicy(model),
+    rows,
+    config,
+    outDir: join(tmpdir(), `ttrl-bench-webgpu-${process.pid}`),
+    rewards: [
+      {
+        name: "length_mod_7",
+        fn: (g: { completions: string[] }) => ({
+          rewards: g.completions.map((c) => ([...c].length % 7) / 7),
+        }),
+        weight: 1,
+      },
+    ],
+  });
+  const pick = (k: string) => res.log.map((e) => e[k] as number);
+  return {
+    device,
+    adapter: rt.webgpuInfo()?.adapter ?? "wasm",
+    shape,
+    params,
+    init_s: initSecs,
+    step_s: pick("time/step"),
+    sampling_s: pick("time/sampling"),
+    reference_s: pick("time/reference"),
+    update_s: pick("time/update"),
+    loss: pick("loss"),
+    gpu_peak_mib: rt.webgpuMemory().peak / 2 ** 20,
+    peak_rss_mib: peakRssMiB(),
+  };
+}
+
+if (process.argv[2] === "--worker") {
+  const [mode, device, ...rest] = process.argv.slice(3);
+  const out =
+    mode === "matmul"
+      ? await workerMatmul(device as Device, rest.map(Number))
+      : await workerGrpo(
+          device as Device,
+          rest[0],
+          ...(rest.slice(1).map(Number) as [number, number, number, number]),
+        );
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+  process.exit(0);
+}
+
+// Main: both devices, same run. Sizes and steps kept small: llvmpipe is a software GPU on a shared machine.
+const SIZES = [128, 256, 512];
+const GRPO = ["tiny", "4", "4", "8", "2"];
+const me = ["--import", "tsx", "bench/webgpu.bench.ts", "--worker"];
+const rows: string[] = [];
+const grpo: Record<string, Record<string, unknown>> = {};
+let adapter = "";
+for (const device of ["wasm", "webgpu"] as Device[]) {
+  const la = loadavg()[0].toFixed(1);
+  let m: Record<string, unknown>;
+  try {
+    m = runJson(process.execPath, [...me, "matmul", device, ...SIZES.map(String)], 1);
+  } catch (e) {
+    console.error(
+      `webgpu bench: ${device} unavailable: ${(e as Error).message.split("\n").slice(-3).join(" ")}`,
+    );
+    continue;
+  }
+  if (device === "webgpu") adapter = String(m.adapter);
+  grpo[device] = runJson(process.execPath, [...me, "grpo", device, ...GRPO], 1);
+  rows.push(
+    `| ${device} | ${SIZES.map((n) => (m[`gflops_${n}`] as number).toFixed(2)).join(" | ")} | ${la} |`,
+  );
+  console.log(rows[rows.length - 1], JSON.stringify(grpo[device]));
+}
+const last = (r: Record<string, unknown> | undefined, k: string) => {
+  const v = r?.[k] as number[] | undefined;
+  return v ? v[v.length - 1] : Number.NaN;
+};
+const w = grpo.wasm;
+const g = grpo.webgpu;
+const cell = (k: string) =>
+  `| ${k.replace("_s", "")} | ${last(w, k).toFixed(2)} | ${last(g, k).toFixed(2)} | ${(last(g, k) / last(w, k)).toFixed(2)}× |`;
+writeSection(
+  "webgpu",
+  `## WebGPU device vs Wasm device (same run)
+
+\`--device webgpu\` runs jax-js's WebGPU backend on Dawn (npm \`webgpu\` 0.6.2). Here the adapter is
+${adapter ? `**${adapter}**` : "**(none found)**"} — on this GPU-less machine Mesa's llvmpipe, a software
+rasteriser on the same 2 cores, so these numbers show the device working and its overhead, not GPU speed
+(\`scripts/gpu/webgpu-check.sh\` measures a real GPU). Wasm at 1 thread. Each device in its own process.
+
+Float32 matmul GFLOP/s (N×N×N, eight products per compiled call):
+
+| device | ${SIZES.map((n) => `N = ${n}`).join(" | ")} | load avg |
+|---|${SIZES.map(() => "---|").join("")}---|
+${rows.join("\n")}
+
+One GRPO step of the tiny preset (P = ${GRPO[1]} prompts × G = ${GRPO[2]}, ${GRPO[3]} new tokens, step ${GRPO[4]} of ${GRPO[4]}, seconds;
+losses ${JSON.stringify(w?.loss)} (wasm) vs ${JSON.stringify(g?.loss)} (webgpu)):
+
+| phase | wasm | webgpu | webgpu ÷ wasm |
+|---|---|---|---|
+${["step_s", "sampling_s", "reference_s", "update_s"].map(cell).join("\n")}
+
+Run: \`npm run bench -- webgpu\`.${existsSync("/dev/nvidia0") ? "" : " No GPU on this machine."}`,
+);
