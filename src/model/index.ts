@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
-import { type DType, isFloatDType } from "../io/dtype.ts";
+import { type DType, isFloatDType, withConfigDtype } from "../io/dtype.ts";
 import { Checkpoint, saveCheckpoint } from "../io/safetensors.ts";
 import {
   initRuntime,
@@ -233,8 +233,7 @@ export async function saveModel(
     maxShardBytes: opts?.maxShardBytes,
     metadata: { format: "pt" },
   });
-  const torchDtype = dtype === "F32" ? "float32" : dtype === "F16" ? "float16" : "bfloat16";
-  await writeJsonAtomic(join(dir, "config.json"), { ...model.config.raw, torch_dtype: torchDtype });
+  await writeJsonAtomic(join(dir, "config.json"), withConfigDtype(model.config.raw, dtype));
   for (const [f, text] of Object.entries(model.assets ?? {})) await writeFileAtomic(join(dir, f), text);
 }
 

@@ -9,8 +9,10 @@ import {
   f32ToBf16,
   f32ToBytes,
   f32ToF16,
+  parseTorchDtype,
   roundToBf16InPlace,
   roundToDtypeInPlace,
+  withConfigDtype,
 } from "../../src/io/dtype.ts";
 
 const fromBits = (bits: number[]): Float32Array => new Float32Array(new Uint32Array(bits).buffer);
@@ -178,5 +180,31 @@ describe("bytes ↔ float32", () => {
       assert.deepEqual([...y1], [...roundToDtypeInPlace(x.slice(), d)]);
     }
     assert.throws(() => bytesToF32(new Uint8Array(4), "I32"), /cannot convert dtype I32/);
+  });
+});
+
+// Issue 15 item 2: the dtype keys of a saved config.json always agree with the tensors.
+describe("withConfigDtype", () => {
+  it("sets dtype and torch_dtype to the saved dtype whatever the config had, leaving other keys alone", () => {
+    const name = { F32: "float32", F16: "float16", BF16: "bfloat16" } as const;
+    fc.assert(
+      fc.property(
+        fc.constantFrom("F32", "F16", "BF16") as fc.Arbitrary<"F32" | "F16" | "BF16">,
+        fc.dictionary(fc.string(), fc.jsonValue()),
+        fc.option(fc.constantFrom("float32", "bfloat16", "float16", "auto"), { nil: undefined }),
+        fc.option(fc.constantFrom("float32", "bfloat16", "float16"), { nil: undefined }),
+        (d, rest, dtype, torchDtype) => {
+          const cfg: Record<string, unknown> = { ...rest };
+          if (dtype !== undefined) cfg.dtype = dtype;
+          if (torchDtype !== undefined) cfg.torch_dtype = torchDtype;
+          const out = withConfigDtype(cfg, d);
+          assert.equal(out.dtype, name[d]);
+          assert.equal(out.torch_dtype, name[d]);
+          for (const k of Object.keys(cfg))
+            if (k !== "dtype" && k !== "torch_dtype") assert.deepEqual(out[k], cfg[k]);
+          assert.equal(parseTorchDtype(out.dtype as string), d);
+        },
+      ),
+    );
   });
 });

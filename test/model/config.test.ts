@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
+import { SafetensorsFile } from "../../src/io/safetensors.ts";
 import { checkModelSize, paramCount, paramCountOf, parseConfig } from "../../src/model/config.ts";
-import { loadModel } from "../../src/model/index.ts";
+import { loadModel, saveModel } from "../../src/model/index.ts";
+import { numpy as np } from "../../src/runtime/jax.ts";
 
 const LLAMA = JSON.parse(readFileSync("test/fixtures/hf/llama/config.json", "utf8")) as Record<
   string,
@@ -122,4 +124,52 @@ test("paramCountOf equals the per-tensor count, and checkModelSize accepts exact
       },
     ),
   );
+});
+
+// Issue 15 item 2: a saved config.json states the dtype of the tensors saved with it, under both keys.
+test("saveModel writes dtype and torch_dtype equal to the saved tensors' dtype (a transformers-5 model kept a stale dtype)", async () => {
+  const model = await loadModel("test/fixtures/hf/llama");
+  // as saved by transformers 5 in bfloat16: only `dtype`
+  model.config.raw = { ...model.config.raw, dtype: "bfloat16" };
+  delete model.config.raw.torch_dtype;
+  for (const [d, name] of [
+    ["F32", "float32"],
+    ["BF16", "bfloat16"],
+    ["F16", "float16"],
+  ] as const) {
+    const dir = mkdtempSync(join(tmpdir(), "ttrl-save-"));
+    try {
+      await saveModel(model, dir, { dtype: d });
+      const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+      assert.equal(cfg.dtype, name);
+      assert.equal(cfg.torch_dtype, name);
+      const f = await SafetensorsFile.open(join(dir, "model.safetensors"));
+      assert.deepEqual(new Set([...f.tensors.values()].map((t) => t.dtype)), new Set([d]));
+      await f.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
+// Issue 15 item 3: a model whose update went non-finite is never saved (the writer names the tensor).
+test("saveModel refuses a model with a NaN weight, naming the tensor, and writes no model.safetensors", async () => {
+  const model = await loadModel("test/fixtures/hf/llama");
+  const name = "model.layers.1.mlp.up_proj.weight";
+  const shape = model.params[name].shape;
+  const data = (await model.params[name].ref.data()) as Float32Array;
+  data[5] = Number.NaN;
+  model.params[name].dispose();
+  model.params[name] = np.array(data).reshape(shape);
+  const dir = mkdtempSync(join(tmpdir(), "ttrl-save-"));
+  try {
+    await assert.rejects(
+      saveModel(model, dir),
+      /model\.safetensors: tensor "model\.layers\.1\.mlp\.up_proj\.weight" \[48, 32\] has a non-finite value \(NaN\) at element 5/,
+    );
+    assert.ok(!existsSync(join(dir, "model.safetensors")));
+    assert.ok(!existsSync(join(dir, "config.json")));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
