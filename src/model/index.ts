@@ -10,6 +10,7 @@ import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
 import { type DType, isFloatDType, withConfigDtype } from "../io/dtype.ts";
 import { Checkpoint, saveCheckpoint } from "../io/safetensors.ts";
 import {
+  checkDeviceTensor,
   initRuntime,
   type Array as JArray,
   jit,
@@ -166,6 +167,7 @@ export async function loadModel(dir: string): Promise<Model> {
         throw new TtrlError(
           `${info.file}: tensor ${e.name} has shape ${shapeStr(info.shape)} but config.json implies ${shapeStr(e.shape)}`,
         );
+      checkDeviceTensor(`${info.file}: ${e.name}`, e.shape);
       const data = await ckpt.readF32(e.name);
       params[e.name] = np.array(data).reshape(e.shape);
     }
