@@ -109,6 +109,11 @@ describe("eval / serve / experiment CLI", () => {
         re: /bad-utf8\.jsonl:2: not valid UTF-8/,
       },
       {
+        args: ["eval", "--model", folder, "--data", badUtf8, "--out", out],
+        code: 1,
+        re: /bad-utf8\.jsonl:2: not valid UTF-8/,
+      },
+      {
         args: ["sft", "--model", folder, "--data", badUtf8, "--out", out],
         code: 1,
         re: /bad-utf8\.jsonl:2: not valid UTF-8/,

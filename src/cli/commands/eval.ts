@@ -101,7 +101,9 @@ export function register(program: Command): void {
           `--ks ${tooBig.join(",")} exceeds --k ${o.k}: pass@k and cons@k need at least k samples per question (raise --k or drop those values)`,
         );
       checkOutputFolder(o.out, "--out");
-      const { runEval } = await import("../../eval/index.ts");
+      const { runEval, loadQuestions } = await import("../../eval/index.ts");
+      await loadQuestions(o.data, o.limit); // bad data fails before a model loads
+
       const { formatEvalSummary } = await import("../../eval/summary.ts");
       const backends = await import("../../eval/backends.ts");
       let backend: import("../../eval/backends.ts").Backend;
