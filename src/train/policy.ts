@@ -53,7 +53,7 @@ export interface Policy {
   save(params: Params, dir: string, opts?: { dtype?: "F32" | "F16" | "BF16" }): Promise<void>;
   /**
    * Rough Wasm memory (bytes) one token of a [B,T] training micro-batch needs (forward + backward);
-   * trainers shrink micro-batches to stay under about 2 GiB. Optional (no limit when absent).
+   * trainers shrink micro-batches to stay under MICRO_BATCH_BYTES (1 GiB, train/batch.ts). Optional (no limit when absent).
    */
   bytesPerToken?(T: number): number;
   /** Read the weights of a folder written by `save` (exact for F32). */
