@@ -57,6 +57,8 @@ async function workerMatmul(device: Device, sizes: number[]): Promise<Record<str
 
 /** config.json overrides of the shapes beyond the presets. */
 const SHAPES: Record<string, Record<string, unknown>> = {
+  /** The tiny preset with Qwen's vocabulary: checks the 0.5b run's sampling and decoding path cheaply. */
+  "tiny-qwen-vocab": { vocab_size: 151936 },
   "0.5b": {
     vocab_size: 151936,
     hidden_size: 896,
