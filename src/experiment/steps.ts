@@ -1,7 +1,8 @@
 /**
  * What each experiment stage does, behind a small interface so the stage machinery can be tested with
- * stand-ins. The real steps call the other modules in-process: eval (src/eval), train (the `ttrl train`
- * command, which owns config resolution and resume), merge (src/merge runMerge) and report (src/report).
+ * stand-ins. The real steps call the other modules in-process as library calls: eval (src/eval), train
+ * (src/train runGrpo, with the settings resolved as `ttrl train --config` resolves them), merge (src/merge
+ * runMerge) and report (src/report). Nothing here goes through the CLI.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -29,13 +30,6 @@ export interface Steps {
   train(a: TrainStepArgs): Promise<string>;
   merge(a: { configFile: string; out: string }): Promise<void>;
   report(a: { runs: string[]; out: string; title: string; png: boolean }): Promise<void>;
-}
-
-/** Run a `ttrl` command in this process (its errors propagate; usage errors are UsageErrors). */
-export async function runCli(args: string[]): Promise<void> {
-  const { buildProgram } = await import("../cli/main.ts");
-  const program = await buildProgram();
-  await program.parseAsync(["node", "ttrl", ...args]);
 }
 
 export function hasCheckpoint(runDir: string): boolean {
@@ -71,8 +65,9 @@ export const realSteps: Steps = {
     return r.metrics;
   },
   async train(a) {
-    const args = ["train", "--config", a.configFile, "--out", a.out];
-    await runCli(a.resume ? [...args, "--resume"] : args);
+    const { resolveTrainSettings, runGrpo } = await import("../train/run.ts");
+    const settings = resolveTrainSettings({ out: a.out, resume: a.resume, configFile: a.configFile });
+    await runGrpo({ ...settings, out: a.out, resume: a.resume, progressLabel: `train-${a.reward}` });
     const final = join(a.out, "final");
     if (!existsSync(final)) throw new Error(`ttrl train finished without ${final}`);
     return final;

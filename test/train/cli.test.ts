@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
@@ -192,5 +192,90 @@ describe("ttrl train: kill -9 and --resume", () => {
       .split("\n")
       .map((l) => JSON.parse(l).step);
     assert.deepEqual(log, [1, 2, 3, 4]);
+  });
+});
+
+describe("ttrl train / sft: a used --out (issue 15 items 7 and 10)", () => {
+  const ckpts = (out: string) =>
+    existsSync(join(out, "checkpoints")) ? readdirSync(join(out, "checkpoints")).sort() : [];
+  const trainArgs = (out: string, ...extra: string[]) => [
+    "train",
+    "--model",
+    model,
+    "--data",
+    data,
+    "--reward",
+    "majority",
+    "--out",
+    out,
+    ...SMALL,
+    "--learning-rate",
+    "0.01",
+    ...extra,
+  ];
+
+  it("train: a fresh run into a used folder is refused unless --overwrite; --resume refuses changed settings that decide the weights", () => {
+    const out = join(root, "used");
+    const first = ttrl(trainArgs(out, "--max-steps", "2", "--save-steps", "1"));
+    assert.equal(first.status, 0, first.stderr);
+    const weights = readFileSync(join(out, "final", "model.safetensors"));
+    const config = readFileSync(join(out, "config.json"), "utf8");
+
+    // The reproduction of issue 15 item 7: a second fresh run must not mix with the first one.
+    const again = ttrl(trainArgs(out, "--max-steps", "1", "--seed", "7"));
+    assert.equal(again.status, 2, again.stderr);
+    assert.match(again.stderr, /already holds a run .*--resume .*--overwrite/);
+    assert.deepEqual(ckpts(out), ["step-1", "step-2"]);
+    assert.ok(readFileSync(join(out, "final", "model.safetensors")).equals(weights));
+
+    // Item 10: a resume that changes the learning rate or the length is refused, naming the setting.
+    const lr = ttrl(["train", "--out", out, "--resume", "--learning-rate", "0.5"]);
+    assert.equal(lr.status, 2, lr.stderr);
+    assert.match(lr.stderr, /learning_rate 0\.01 → 0\.5/);
+    const steps = ttrl(["train", "--out", out, "--resume", "--max-steps", "3"]);
+    assert.equal(steps.status, 2, steps.stderr);
+    assert.match(steps.stderr, /max_steps 2 → 3/);
+    assert.equal(readFileSync(join(out, "config.json"), "utf8"), config, "the saved config was overwritten");
+    // A setting that does not change the weights may change, and the change is recorded.
+    const save = ttrl(["train", "--out", out, "--resume", "--save-steps", "2"]);
+    assert.equal(save.status, 0, save.stderr);
+    assert.match(save.stderr, /resume: save_steps 1 → 2 \(does not change the weights/);
+    const saved = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
+    assert.equal(saved.save_steps, 2);
+    assert.deepEqual(saved.resumed_changes, [{ at_step: 2, changed: { save_steps: [1, 2] } }]);
+    assert.ok(readFileSync(join(out, "final", "model.safetensors")).equals(weights));
+
+    // --overwrite clears the folder: only the new run's checkpoint, log and settings remain.
+    const over = ttrl(trainArgs(out, "--max-steps", "1", "--seed", "7", "--overwrite"));
+    assert.equal(over.status, 0, over.stderr);
+    assert.deepEqual(ckpts(out), ["step-1"]);
+    assert.equal(readFileSync(join(out, "train_log.jsonl"), "utf8").trim().split("\n").length, 1);
+    const fresh = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
+    assert.equal(fresh.seed, 7);
+    assert.equal(fresh.resumed_changes, undefined);
+  });
+
+  it("sft: the same rules; --resume keeps the saved settings instead of the flags' defaults", () => {
+    const sftData = join(root, "sft.jsonl");
+    writeFileSync(
+      sftData,
+      Array.from({ length: 4 }, (_, i) =>
+        JSON.stringify({ question: `${i} + 1?`, solution: `<cevap>${i + 1}</cevap>` }),
+      ).join("\n"),
+    );
+    const out = join(root, "sft-used");
+    const base = ["sft", "--model", model, "--data", sftData, "--out", out, "--threads", "1"];
+    const first = ttrl([...base, "--max-steps", "2", "--batch-size", "2", "--learning-rate", "0.01"]);
+    assert.equal(first.status, 0, first.stderr);
+    const again = ttrl([...base, "--max-steps", "2", "--batch-size", "2"]);
+    assert.equal(again.status, 2, again.stderr);
+    assert.match(again.stderr, /already holds a run/);
+    const lr = ttrl([...base, "--resume", "--learning-rate", "0.1"]);
+    assert.equal(lr.status, 2, lr.stderr);
+    assert.match(lr.stderr, /learning_rate 0\.01 → 0\.1/);
+    // Without flags, a resume takes the saved batch size, steps and learning rate (not the defaults).
+    const resumed = ttrl([...base, "--resume"]);
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stderr, /sft: 2 steps \(0 in this run\)/);
   });
 });

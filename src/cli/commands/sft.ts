@@ -12,7 +12,11 @@ export function register(program: Command): void {
     .requiredOption("--model <dir>", "base model folder (HF layout)")
     .requiredOption("--data <file>", "JSONL rows {question, solution} or {text}")
     .requiredOption("--out <dir>", "run folder (config.json, train_log.jsonl, checkpoints/, final/)")
-    .option("--resume", "continue the run in --out from its latest checkpoint")
+    .option(
+      "--resume",
+      "continue the run in --out from its latest checkpoint (its saved settings; changing one that decides the weights is refused)",
+    )
+    .option("--overwrite", "start over in a used --out, deleting what it holds")
     .option("--prompt-template <name>", "prompt template for question rows", d.prompt_template)
     .option("--batch-size <n>", "rows per optimizer step", parseIntOption("--batch-size", 1), d.batch_size)
     .option(
@@ -99,19 +103,8 @@ export function register(program: Command): void {
       "\nExample:\n  ttrl sft --model models/tiny --data data/sft.jsonl --out runs/sft --max-steps 200\n",
     )
     .addOption(deviceOption())
-    .action(async (o) => {
-      if (o.maxSteps === 0) throw new UsageError("--max-steps must be -1 or ≥ 1");
-      if (o.batchSize % o.gradientAccumulationSteps !== 0)
-        throw new UsageError(
-          `--batch-size (${o.batchSize}) must be divisible by --gradient-accumulation-steps (${o.gradientAccumulationSteps})`,
-        );
-      const { getTemplate } = await import("../../prompts/index.ts");
-      try {
-        getTemplate(o.promptTemplate);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      const cfg: SftConfig = {
+    .action(async (o, cmd: Command) => {
+      let cfg: SftConfig = {
         ...d,
         model: o.model,
         data: o.data,
@@ -132,26 +125,36 @@ export function register(program: Command): void {
         save_total_limit: o.saveTotalLimit,
         save_dtype: o.saveDtype,
       };
-      const { readSftRows } = await import("../../train/data.ts");
-      const rows = await readSftRows(cfg.data);
-      const { initRuntime, runtimeThreads } = await import("../../runtime/jax.ts");
-      await initRuntime(o.threads ? { threads: o.threads } : undefined);
-      const { loadPolicy } = await import("../../train/engine.ts");
-      const { policy } = await loadPolicy(cfg.model);
-      const { trainSft } = await import("../../train/sft.ts");
-      const t0 = performance.now();
-      const res = await trainSft({
-        policy,
-        rows,
+      if (o.resume && o.overwrite) throw new UsageError("--resume and --overwrite exclude each other");
+      const { resumeLayer, runSft } = await import("../../train/run.ts");
+      if (o.resume) {
+        // The saved run's settings, except those given on this command line.
+        const saved = resumeLayer(o.out).values;
+        const given = (k: string) =>
+          cmd.getOptionValueSource(k.replace(/_([a-z])/g, (_, x: string) => x.toUpperCase())) === "cli";
+        cfg = { ...cfg, ...Object.fromEntries(Object.entries(saved).filter(([k]) => k in d && !given(k))) };
+      }
+      if (cfg.max_steps === 0) throw new UsageError("--max-steps must be -1 or ≥ 1");
+      if (cfg.batch_size % cfg.gradient_accumulation_steps !== 0)
+        throw new UsageError(
+          `--batch-size (${cfg.batch_size}) must be divisible by --gradient-accumulation-steps (${cfg.gradient_accumulation_steps})`,
+        );
+      const { getTemplate } = await import("../../prompts/index.ts");
+      try {
+        getTemplate(cfg.prompt_template);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      const res = await runSft({
         config: cfg,
-        outDir: o.out,
-        dataFile: cfg.data,
+        out: o.out,
         resume: Boolean(o.resume),
+        overwrite: Boolean(o.overwrite),
+        threads: o.threads,
       });
-      const secs = (performance.now() - t0) / 1000;
       const last = res.log[res.log.length - 1];
       process.stderr.write(
-        `sft: ${res.steps} steps (${res.log.length} in this run) on ${rows.length} rows in ${secs.toFixed(1)} s, ${runtimeThreads()} thread(s); final loss ${last ? (last.loss as number).toFixed(4) : "-"}\nfinal model: ${o.out}/final\n`,
+        `sft: ${res.steps} steps (${res.log.length} in this run) on ${res.rows} rows in ${res.seconds.toFixed(1)} s, ${res.threads} thread(s); final loss ${last ? (last.loss as number).toFixed(4) : "-"}\nfinal model: ${o.out}/final\n`,
       );
     });
 }

@@ -1,15 +1,6 @@
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { Command } from "commander";
-import { parse as parseYaml } from "yaml";
-import { ENGINES, splitEngineLayers, TRL_DEFAULTS, TRL_KEYS } from "../../engines/trl/options.ts";
-import {
-  flagName,
-  GRPO_DEFAULTS,
-  GRPO_KEYS,
-  type GrpoConfig,
-  resolveGrpoConfig,
-} from "../../train/config.ts";
+import { ENGINES, TRL_DEFAULTS, TRL_KEYS } from "../../engines/trl/options.ts";
+import { flagName, GRPO_DEFAULTS, GRPO_KEYS } from "../../train/config.ts";
 import { UsageError } from "../../util/errors.ts";
 import { deviceOption } from "../options.ts";
 
@@ -33,7 +24,11 @@ export function register(program: Command): void {
       "--out <dir>",
       "run folder (config.json, train_log.jsonl, generations.jsonl, checkpoints/, final/)",
     )
-    .option("--resume", "continue the run in --out from its latest checkpoint (same settings as saved)");
+    .option(
+      "--resume",
+      "continue the run in --out from its latest checkpoint (its saved settings; changing one that decides the weights is refused)",
+    )
+    .option("--overwrite", "start over in a used --out, deleting what it holds");
   for (const [key, spec] of Object.entries(GRPO_KEYS)) {
     if (EXPLICIT.has(key)) continue;
     const def = (GRPO_DEFAULTS as unknown as Record<string, unknown>)[key];
@@ -63,76 +58,31 @@ Examples:
   );
   cmd.addOption(deviceOption());
   cmd.action(async (o: Record<string, unknown>) => {
-    const out = String(o.out);
-    const layers: { where: string; values: Record<string, unknown> }[] = [];
-    if (o.resume) {
-      const saved = join(out, "config.json");
-      if (!existsSync(saved)) throw new UsageError(`--resume: ${saved} not found (nothing to resume)`);
-      const v = JSON.parse(readFileSync(saved, "utf8")) as Record<string, unknown>;
-      delete v.total_steps;
-      layers.push({ where: saved, values: v });
-    }
-    if (o.config) {
-      const file = String(o.config);
-      if (!existsSync(file)) throw new UsageError(`--config: ${file} not found`);
-      let v: unknown;
-      try {
-        v = parseYaml(readFileSync(file, "utf8"));
-      } catch (e) {
-        throw new UsageError(`${file}: invalid YAML (${(e as Error).message})`);
-      }
-      if (v !== null && (typeof v !== "object" || Array.isArray(v)))
-        throw new UsageError(`${file}: expected a mapping of settings`);
-      layers.push({ where: file, values: (v ?? {}) as Record<string, unknown> });
-    }
     const flags: Record<string, unknown> = {};
     for (const key of [...Object.keys(GRPO_KEYS), "engine", ...Object.keys(TRL_KEYS)]) {
       const v = o[camel(key)];
       if (v === undefined) continue;
       flags[key] = v === true ? "true" : v;
     }
-    layers.push({ where: "command line", values: flags });
-    const engine = splitEngineLayers(layers);
-    const cfg: GrpoConfig = resolveGrpoConfig(engine.layers);
-    if (!cfg.model) throw new UsageError("--model is required (or `model:` in --config)");
-    if (!cfg.data) throw new UsageError("--data is required (or `data:` in --config)");
-    if (!o.resume && !flags.reward && !layers.some((l) => l.values.reward !== undefined))
+    const out = String(o.out);
+    const resume = Boolean(o.resume);
+    if (resume && o.overwrite) throw new UsageError("--resume and --overwrite exclude each other");
+    const configFile = o.config === undefined ? undefined : String(o.config);
+    const { resolveTrainSettings, readSettingsFile, runGrpo } = await import("../../train/run.ts");
+    const settings = resolveTrainSettings({ out, resume, configFile, flags });
+    const fileReward = configFile === undefined ? undefined : readSettingsFile(configFile).reward;
+    if (!resume && flags.reward === undefined && fileReward === undefined)
       throw new UsageError("--reward is required: accuracy or majority");
-
-    const { readTrainRows } = await import("../../train/data.ts");
-    const rows = await readTrainRows(cfg.data);
-    if (engine.engine === "trl") {
-      const { trainTrl } = await import("../../engines/trl/index.ts");
-      const res = await trainTrl(
-        { config: cfg, trl: engine.trl, rows, outDir: out, dataFile: cfg.data, resume: Boolean(o.resume) },
-        engine.trlSetBy.has("num_processes"),
-      );
-      const last = res.log[res.log.length - 1] ?? {};
-      const f = (k: string) => (typeof last[k] === "number" ? (last[k] as number).toFixed(3) : "-");
-      process.stderr.write(
-        `trained ${res.steps} steps (${res.log.length} in this run) on ${rows.length} rows with reward ${cfg.reward} on engine trl in ${res.wallSeconds.toFixed(1)} s (reward service ${res.reward.seconds.toFixed(2)} s over ${res.reward.requests} requests); last step: reward ${f("reward")}, accuracy_reward ${f("accuracy_reward")}, majority_ratio ${f("majority_ratio")}\nfinal model: ${res.finalDir}\n`,
-      );
-      return;
-    }
-    const { initRuntime, runtimeThreads } = await import("../../runtime/jax.ts");
-    await initRuntime(cfg.threads > 0 ? { threads: cfg.threads } : undefined);
-    const { loadPolicy } = await import("../../train/engine.ts");
-    const { policy } = await loadPolicy(cfg.model, { temperature: cfg.temperature });
-    const { trainGrpo } = await import("../../train/grpo.ts");
-    const t0 = performance.now();
-    const res = await trainGrpo({
-      policy,
-      rows,
-      config: cfg,
-      outDir: out,
-      dataFile: cfg.data,
-      resume: Boolean(o.resume),
-    });
-    const secs = (performance.now() - t0) / 1000;
+    const res = await runGrpo({ ...settings, out, resume, overwrite: Boolean(o.overwrite) });
+    const cfg = settings.config;
     const last = res.log[res.log.length - 1] ?? {};
     const f = (k: string) => (typeof last[k] === "number" ? (last[k] as number).toFixed(3) : "-");
+    const where =
+      res.engine === "trl"
+        ? `on engine trl in ${res.seconds.toFixed(1)} s (reward service ${res.reward?.seconds.toFixed(2)} s over ${res.reward?.requests} requests)`
+        : `in ${res.seconds.toFixed(1)} s, ${res.threads} thread(s)`;
     process.stderr.write(
-      `trained ${res.steps} steps (${res.log.length} in this run) on ${rows.length} rows with reward ${cfg.reward} in ${secs.toFixed(1)} s, ${runtimeThreads()} thread(s); last step: reward ${f("reward")}, accuracy_reward ${f("accuracy_reward")}, majority_ratio ${f("majority_ratio")}\nfinal model: ${res.finalDir}\n`,
+      `trained ${res.steps} steps (${res.log.length} in this run) on ${res.rows} rows with reward ${cfg.reward} ${where}; last step: reward ${f("reward")}, accuracy_reward ${f("accuracy_reward")}, majority_ratio ${f("majority_ratio")}\nfinal model: ${res.finalDir}\n`,
     );
   });
 }
