@@ -15,7 +15,7 @@ import { appendFileSync, existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type GradeOptions, graderFor, type Locale } from "../answers/index.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
-import { readJsonl, writeJsonl } from "../io/jsonl.ts";
+import { likelyTypo, readJsonl, writeJsonl } from "../io/jsonl.ts";
 import { computeMetrics } from "../metrics/index.ts";
 import { getTemplate, renderPrompt } from "../prompts/index.ts";
 import { InputError, TtrlError, UsageError } from "../util/errors.ts";
@@ -80,12 +80,22 @@ export function defaultStops(format: string): string[] {
   return format === "reasoning-answer" ? ["</answer>"] : ["</cevap>"];
 }
 
+/** The keys `loadQuestions` reads (question or prompt; answer or label) and the data schema's others. */
+const QUESTION_KEYS = ["id", "question", "prompt", "answer", "label", "solution", "source", "meta"];
+
 export async function loadQuestions(file: string, limit?: number): Promise<EvalQuestion[]> {
   const out: EvalQuestion[] = [];
   const seen = new Map<string, number>();
   for await (const { line, value } of readJsonl<Record<string, unknown>>(file)) {
     if (typeof value !== "object" || value === null || Array.isArray(value))
       throw new InputError(file, line, "expected a JSON object with id and question");
+    // Extra fields are allowed (datasets carry their own), a misspelt known one is not: "anwser" would
+    // leave the question silently unlabelled.
+    for (const key of Object.keys(value)) {
+      const meant = likelyTypo(key, QUESTION_KEYS);
+      if (meant)
+        throw new InputError(file, line, `unknown key ${JSON.stringify(key)} (did you mean "${meant}"?)`);
+    }
     const q = value.question ?? value.prompt;
     if (typeof q !== "string" || q.trim() === "")
       throw new InputError(file, line, 'missing "question" (a non-empty string)');

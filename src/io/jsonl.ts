@@ -177,16 +177,32 @@ export class JsonlWriter {
   }
 }
 
-/** Levenshtein distance (small strings: key names). */
+/** Edit distance with adjacent transpositions counted as one edit (optimal string alignment; key names). */
 function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++)
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
-  }
-  return prev[b.length];
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.length][b.length];
+}
+
+/**
+ * The known key `key` is most likely a misspelling of: the same but for case, or (keys of four or more
+ * characters) one edit away ignoring case (a letter added, dropped, changed or two neighbours swapped). For readers that allow extra keys
+ * (datasets carry fields of their own) but must not let "lable" or "anwser" leave a row unlabelled.
+ */
+export function likelyTypo(key: string, known: readonly string[]): string | undefined {
+  if (known.includes(key)) return undefined;
+  const lower = key.toLowerCase();
+  return (
+    known.find((k) => k.toLowerCase() === lower) ??
+    (key.length >= 4 ? known.find((k) => editDistance(lower, k.toLowerCase()) === 1) : undefined)
+  );
 }
 
 /** The known name closest to `name` (case-insensitive edit distance ≤ 2), if any. */
