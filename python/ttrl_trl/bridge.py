@@ -148,6 +148,7 @@ class RewardBridge:
             return self._local
         t0 = time.perf_counter()
         acc = self.accelerator
+        rank = acc.process_index if acc is not None else 0
         lens = [len(c) for c in completion_ids] if completion_ids is not None else [0] * len(completions)
         local_items = [
             {
@@ -156,6 +157,7 @@ class RewardBridge:
                 "prompt_id": kw["prompt_id"][i],
                 "completion": completions[i] if isinstance(completions[i], str) else str(completions[i]),
                 "tokens": lens[i],
+                "rank": rank,
                 "finish": self.local_finish[i] if self.local_finish and i < len(self.local_finish) else None,
             }
             for i in range(len(completions))
@@ -171,7 +173,6 @@ class RewardBridge:
         for r in per_rank:
             offsets.append(offsets[-1] + len(r))
         items = [it for r in per_rank for it in r]
-        rank = acc.process_index if acc is not None else 0
         answer: dict[str, Any] = {}
         if rank == 0:
             try:

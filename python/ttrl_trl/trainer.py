@@ -240,23 +240,21 @@ class TtrlLogCallback(TrainerCallback):
             idx = list(r["rewarded_indices"])
             for gi, pos in enumerate(g["positions"]):
                 j = idx.index(gi) if gi in idx else -1
-                lines.append(
-                    json.dumps(
-                        {
-                            "step": step,
-                            "prompt_id": g["prompt_id"],
-                            "prompt": r.get("prompt"),
-                            "completion": items[pos]["completion"],
-                            "answer": r["answers"][gi] if isinstance(r.get("answers"), list) else None,
-                            "label": r.get("label"),
-                            "pseudo_label": r.get("pseudo_label"),
-                            "rewards": {k: r["per_function"][k][j] for k in self.names} if j >= 0 else None,
-                            "reward": r["total"][j] if j >= 0 else None,
-                            "advantage": r["advantages"][j] if j >= 0 and isinstance(r.get("advantages"), list) else None,
-                            "finish_reason": items[pos]["finish"],
-                        },
-                        ensure_ascii=False,
-                    )
-                )
+                line = {
+                    "step": step,
+                    "prompt_id": g["prompt_id"],
+                    "prompt": r.get("prompt"),
+                    "completion": items[pos]["completion"],
+                    "answer": r["answers"][gi] if isinstance(r.get("answers"), list) else None,
+                    "label": r.get("label"),
+                    "pseudo_label": r.get("pseudo_label"),
+                    "rewards": {k: r["per_function"][k][j] for k in self.names} if j >= 0 else None,
+                    "reward": r["total"][j] if j >= 0 else None,
+                    "advantage": r["advantages"][j] if j >= 0 and isinstance(r.get("advantages"), list) else None,
+                    "finish_reason": items[pos]["finish"],
+                }
+                if self.trainer.accelerator.num_processes > 1:
+                    line["rank"] = items[pos]["rank"]  # which process sampled it
+                lines.append(json.dumps(line, ensure_ascii=False))
         with open(os.path.join(self.out, "generations.jsonl"), "a", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
