@@ -5,6 +5,7 @@
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
+import { splitEngineLayers } from "../engines/trl/options.ts";
 import { readUtf8File } from "../io/jsonl.ts";
 import { type Conditional, type ParameterSetting, parseMergeConfig, type Scalar } from "../merge/config.ts";
 import { METHODS } from "../merge/methods/index.ts";
@@ -150,7 +151,8 @@ export function validateStages(cfg: ExperimentConfig, where: string): void {
   for (const reward of ["accuracy", "majority"] as const) {
     const twhere = `${where}: train / runs.${reward}`;
     try {
-      resolveGrpoConfig([{ where: twhere, values: trainSettingsFor(cfg, reward) }]);
+      // engine: trl and its own keys are split off (and checked) first, as `ttrl train` does.
+      resolveGrpoConfig(splitEngineLayers([{ where: twhere, values: trainSettingsFor(cfg, reward) }]).layers);
     } catch (e) {
       const msg = (e as Error).message;
       if (!(e instanceof UsageError) || msg.startsWith(twhere)) throw e;
