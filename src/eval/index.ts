@@ -15,7 +15,7 @@ import { appendFileSync, existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type GradeOptions, graderFor, type Locale } from "../answers/index.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
-import { likelyTypo, readJsonl, writeJsonl } from "../io/jsonl.ts";
+import { readJsonl, rejectTypos, writeJsonl } from "../io/jsonl.ts";
 import { computeMetrics } from "../metrics/index.ts";
 import { getTemplate, renderPrompt } from "../prompts/index.ts";
 import { InputError, TtrlError, UsageError } from "../util/errors.ts";
@@ -91,11 +91,7 @@ export async function loadQuestions(file: string, limit?: number): Promise<EvalQ
       throw new InputError(file, line, "expected a JSON object with id and question");
     // Extra fields are allowed (datasets carry their own), a misspelt known one is not: "anwser" would
     // leave the question silently unlabelled.
-    for (const key of Object.keys(value)) {
-      const meant = likelyTypo(key, QUESTION_KEYS);
-      if (meant)
-        throw new InputError(file, line, `unknown key ${JSON.stringify(key)} (did you mean "${meant}"?)`);
-    }
+    rejectTypos(file, line, value, QUESTION_KEYS);
     const q = value.question ?? value.prompt;
     if (typeof q !== "string" || q.trim() === "")
       throw new InputError(file, line, 'missing "question" (a non-empty string)');

@@ -219,6 +219,20 @@ export function closestName(name: string, known: readonly string[]): string | un
   return best;
 }
 
+/** Throw an InputError naming file, line and key when a key of `row` is a likely misspelling of a known one. */
+export function rejectTypos(
+  file: string,
+  line: number,
+  row: Record<string, unknown>,
+  known: readonly string[],
+): void {
+  for (const key of Object.keys(row)) {
+    const meant = likelyTypo(key, known);
+    if (meant)
+      throw new InputError(file, line, `unknown key ${JSON.stringify(key)} (did you mean "${meant}"?)`);
+  }
+}
+
 /** The message for an unknown key: names it, suggests the close match and lists the known keys. */
 export function unknownKeyMessage(key: string, known: readonly string[]): string {
   const near = closestName(key, known);

@@ -3,7 +3,7 @@
  * file and line, and the seeded data order both trainers (and every engine) follow.
  */
 import { existsSync } from "node:fs";
-import { readJsonl } from "../io/jsonl.ts";
+import { readJsonl, rejectTypos } from "../io/jsonl.ts";
 import { InputError, TtrlError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
 import type { SftRow } from "./sft.ts";
@@ -68,6 +68,7 @@ export async function readTrainRows(file: string): Promise<TrainRow[]> {
   for await (const { line, value } of readJsonl<Record<string, unknown>>(file)) {
     if (typeof value !== "object" || value === null || Array.isArray(value))
       throw new InputError(file, line, "expected a JSON object");
+    rejectTypos(file, line, value, ["id", "question", "answer", "solution", "source", "meta"]);
     if (typeof value.question !== "string" || value.question.trim() === "")
       throw new InputError(file, line, 'row has no "question" string');
     const a = value.answer;
@@ -89,6 +90,7 @@ export async function readSftRows(file: string): Promise<SftRow[]> {
   for await (const { line, value } of readJsonl<Record<string, unknown>>(file)) {
     if (typeof value !== "object" || value === null || Array.isArray(value))
       throw new InputError(file, line, "expected a JSON object");
+    rejectTypos(file, line, value, ["id", "question", "answer", "solution", "text", "source", "meta"]);
     rows.push({
       line,
       question: typeof value.question === "string" ? value.question : undefined,

@@ -60,6 +60,11 @@ describe("eval / serve / experiment CLI", () => {
     );
     const config = join(tmp, "config.json");
     writeFileSync(config, "{}");
+    const typo = join(tmp, "typo.jsonl");
+    writeFileSync(
+      typo,
+      '{"id":"a","question":"1+1?","answer":"2"}\n{"id":"b","question":"2+2?","anwser":"4"}\n',
+    );
     const ep = ["--endpoint", "http://127.0.0.1:9/v1", "--model-name", "m"];
     const out = join(tmp, "o2");
     const cases: { args: string[]; code: number; re: RegExp }[] = [
@@ -112,6 +117,16 @@ describe("eval / serve / experiment CLI", () => {
         args: ["eval", "--model", folder, "--data", badUtf8, "--out", out],
         code: 1,
         re: /bad-utf8\.jsonl:2: not valid UTF-8/,
+      },
+      {
+        args: ["train", "--model", folder, "--data", typo, "--reward", "accuracy", "--out", out],
+        code: 1,
+        re: /typo\.jsonl:2: unknown key "anwser" \(did you mean "answer"\?\)/,
+      },
+      {
+        args: ["sft", "--model", folder, "--data", typo, "--out", out],
+        code: 1,
+        re: /typo\.jsonl:2: unknown key "anwser" \(did you mean "answer"\?\)/,
       },
       {
         args: ["sft", "--model", folder, "--data", badUtf8, "--out", out],
