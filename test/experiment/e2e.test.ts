@@ -69,10 +69,52 @@ describe("ttrl experiment --preset quick (real pieces, tiny model)", () => {
       assert.ok(existsSync(join(out, f)), `${f} missing`);
     const merged = JSON.parse(readFileSync(join(out, "models", "merged", "config.json"), "utf8"));
     assert.equal(merged.num_hidden_layers, 3);
-    assert.equal(r.summary.length, 4);
-    for (const row of r.summary) {
-      assert.equal(typeof row.valid_strict, "number");
-      assert.equal(typeof row.pass1_flexible, "number");
+    // The summary holds each model's own metrics, and they obey the metrics' invariants.
+    assert.deepEqual(
+      r.summary.map((row) => row.model),
+      ["base", "grpo-accuracy", "ttrl-majority", "merged-slerp"],
+    );
+    for (const [i, m] of ["base", "accuracy", "majority", "merged"].entries()) {
+      const metrics = JSON.parse(readFileSync(join(out, "eval", m, "metrics.json"), "utf8"));
+      const row = r.summary[i];
+      assert.equal(row.valid_strict, metrics.strict.valid_ratio);
+      assert.equal(row.pass1_flexible, metrics.flexible["pass@k"]["1"]);
+      assert.equal(row.consk_strict, metrics.strict["cons@k"]["2"]);
+      for (const k of [
+        "valid_strict",
+        "valid_flexible",
+        "pass1_strict",
+        "pass1_flexible",
+        "consk_strict",
+        "consk_flexible",
+      ] as const)
+        assert.ok((row[k] as number) >= 0 && (row[k] as number) <= 1, `${k}: ${row[k]}`);
+      assert.ok((row.valid_strict as number) <= (row.valid_flexible as number));
+      assert.ok((row.pass1_strict as number) <= (row.valid_strict as number));
+    }
+    // Both runs trained on the same prompts in the same order; the accuracy run logs the label-free
+    // monitors too, and each run's reward means are those of its trained completions in generations.jsonl.
+    const logOf = (run: string) =>
+      readFileSync(join(out, "train", run, "train_log.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+    const [acc, maj] = [logOf("accuracy"), logOf("majority")];
+    assert.equal(acc.length, 1);
+    assert.deepEqual(acc[0].prompt_ids, maj[0].prompt_ids);
+    for (const k of ["majority_ratio", "label_accuracy", "reward_accuracy"])
+      assert.ok(acc[0][k] >= 0 && acc[0][k] <= 1, `accuracy run's ${k}: ${acc[0][k]}`);
+    for (const [run, fn, entry] of [
+      ["accuracy", "accuracy", acc[0]],
+      ["majority", "majority", maj[0]],
+    ] as const) {
+      const gens = readFileSync(join(out, "train", run, "generations.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      assert.equal(gens.length, 2 * 2);
+      const rewards = gens.map((g) => g.rewards[fn] as number);
+      assert.equal(entry[`rewards/${fn}/mean`], rewards.reduce((a, b) => a + b, 0) / rewards.length);
     }
     const again = await runExperiment({ config: cfg, out, log: () => {} });
     assert.ok(again.stages.every((s) => s.status === "skipped"));

@@ -91,6 +91,13 @@ function fakeSteps(opts: { killTrainOnce?: "majority" } = {}) {
 
 const quiet = () => {};
 
+/** A run folder where every stage has finished once (each test makes its own: no test relies on another). */
+async function finishedRun(name: string): Promise<string> {
+  const out = join(tmp, name);
+  await runExperiment({ config: config(), out, steps: fakeSteps().steps, log: quiet });
+  return out;
+}
+
 describe("ttrl experiment stages", () => {
   it("runs the seed's plan in order and writes the merge config and summary", async () => {
     const out = join(tmp, "run1");
@@ -144,7 +151,7 @@ describe("ttrl experiment stages", () => {
   });
 
   it("skips finished stages on a re-run", async () => {
-    const out = join(tmp, "run1");
+    const out = await finishedRun("skip");
     const { steps, calls } = fakeSteps();
     const r = await runExperiment({ config: config(), out, steps, log: quiet });
     assert.deepEqual(calls, []);
@@ -153,7 +160,7 @@ describe("ttrl experiment stages", () => {
   });
 
   it("refuses a run folder made by another config, naming the difference, unless forced", async () => {
-    const out = join(tmp, "run1");
+    const out = await finishedRun("refuse");
     const { steps, calls } = fakeSteps();
     const changed = config({ eval: { temperature: 0.5 } });
     await assert.rejects(
@@ -176,10 +183,10 @@ describe("ttrl experiment stages", () => {
   });
 
   it("reruns downstream stages when training settings change", async () => {
-    const out = join(tmp, "run1");
+    const out = await finishedRun("retrain");
     const { steps, calls } = fakeSteps();
     await runExperiment({
-      config: config({ eval: { temperature: 0.5 }, train: { learning_rate: 0.5 } }),
+      config: config({ train: { learning_rate: 0.5 } }),
       out,
       steps,
       log: quiet,

@@ -97,7 +97,7 @@ describe("GRPO loss against hand-computed values", () => {
   ];
   const old = [
     [-1.5, -0.5, -1.8],
-    [-0.2, 0, 0],
+    [0, 0, 0],
   ];
   const ref = [
     [-1.2, -0.4, -2],
@@ -181,9 +181,35 @@ describe("GRPO loss against hand-computed values", () => {
     const s0 = (perToken(0, 0, true, false) + perToken(0, 1, true, false) + perToken(0, 2, true, false)) / 3;
     const s1 = perToken(1, 0, true, false);
     close(got.loss, (s0 + s1) / 2, 1e-5);
-    // ratios: row0 = [e^0.5=1.65 (clipped high, adv>0), 1, e^-0.2=0.82], row1 = e^-0.1=0.905 (adv<0, not < 0.8)
+    // ratios: row0 = [e^0.5=1.65 (clipped high, adv>0), 1, e^-0.2=0.82 (not < 0.8)],
+    // row1 = e^-0.3=0.74 (clipped low, adv<0); row1's masked tokens do not count
     assert.equal(got.high, 1);
-    assert.equal(got.low, 0);
+    assert.equal(got.low, 1);
+    // the clipped low token's ratio is held at 0.8: its gradient is 0, the unclipped ones' are not
+    assert.equal(got.grad[3], 0);
+    assert.notEqual(got.grad[2], 0);
+  });
+
+  it("bnpo over two micro-batches of unequal tokens: mean of per-micro-batch token means (≠ dapo)", async () => {
+    // Row 0 (3 tokens) in one micro-batch, row 1 (1 token) in the other.
+    const two = { numSeqs: 2, totalTokens: 4, maxCompletionLength: 5, numMicro: 2 };
+    const bnpo = [
+      ...rowWeights("bnpo", [3], { ...two, microTokens: 3 }),
+      ...rowWeights("bnpo", [1], { ...two, microTokens: 1 }),
+    ];
+    assert.deepEqual(bnpo, [1 / 6, 1 / 2]);
+    const dapo = [
+      ...rowWeights("dapo", [3], { ...two, microTokens: 3 }),
+      ...rowWeights("dapo", [1], { ...two, microTokens: 1 }),
+    ];
+    assert.deepEqual(dapo, [1 / 4, 1 / 4]);
+    // The loss is linear in the row weights, so one batch with both rows equals the two micro-batches' sum.
+    const got = await run(bnpo, true, false);
+    const mb0 = (perToken(0, 0, true, false) + perToken(0, 1, true, false) + perToken(0, 2, true, false)) / 3;
+    const mb1 = perToken(1, 0, true, false) / 1;
+    close(got.loss, (mb0 + mb1) / 2, 1e-5);
+    const asDapo = await run(dapo, true, false);
+    assert.ok(Math.abs(got.loss - asDapo.loss) > 0.05, `bnpo ${got.loss} vs dapo ${asDapo.loss}`);
   });
 
   it("ratio 1 (num_iterations = 1): loss = −Σ w·A·mask and the gradient is −w·A on masked tokens", async () => {
