@@ -1,51 +1,32 @@
 /**
- * The engine seam shared by `ttrl eval` (local backend) and `ttrl serve`: a tokenizer plus a batched
- * `generate` with one seed per sequence (so a sequence's output never depends on what it was batched with).
- * `loadEngine(dir)` adapts the real model engine (src/model); `fakeEngine()` is a deterministic stand-in
- * with a character tokenizer, used by tests of the HTTP plumbing.
+ * The engine seam shared by `ttrl eval` (local backend) and `ttrl serve`: the model's `Sampler`
+ * (src/model/sampler.ts: a tokenizer plus a batched `generate` with one seed per sequence, so a sequence's
+ * output never depends on what it was batched with) with a name. `loadEngine(dir)` adapts the real model
+ * engine (src/model); tests use a deterministic fake (test/eval/fake-engine.ts).
  */
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
+import type { Completion, SampleOptions, Sampler, SamplerTokenizer } from "../model/sampler.ts";
 import { TtrlError } from "../util/errors.ts";
-import { hashString, Rng } from "../util/rng.ts";
 
-export interface EngineGenerateOptions {
-  maxNewTokens: number;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  greedy?: boolean;
-  seeds?: number[];
-  stop?: string[];
+export interface EngineGenerateOptions extends SampleOptions {
   /** Streaming: after each decoding step, the token each running sequence sampled and its raw logits [V]. */
   onStep?: (sampled: { seq: number; token: number; logits: Float32Array }[]) => void | Promise<void>;
   /** Cancellation: a sequence for which this returns true stops early (its client went away). */
   cancelled?: (seq: number) => boolean;
 }
 
-export interface EngineGeneration {
-  tokens: number[];
-  text: string;
-  finishReason: "stop" | "eos" | "length";
-}
+export type EngineGeneration = Completion;
 
-export interface EngineTokenizer {
-  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
-  decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
-  applyChatTemplate(
-    messages: { role: string; content: string }[],
-    opts?: { addGenerationPrompt?: boolean },
-  ): string;
-}
+/** The sampler's tokenizer, with a chat template (eval and serve format chats). */
+export type EngineTokenizer = SamplerTokenizer & Required<Pick<SamplerTokenizer, "applyChatTemplate">>;
 
-export interface Engine {
+export interface Engine extends Sampler<EngineGeneration> {
   /** Model name reported by `serve` and recorded by `eval`. */
   name: string;
   /** Model folder, when loaded from disk. */
   dir?: string;
   tokenizer: EngineTokenizer;
-  /** Longest prompt + completion the model accepts, when known. */
-  maxContext?: number;
   generate(prompts: number[][], opts: EngineGenerateOptions): Promise<EngineGeneration[]>;
   /**
    * Per-token log-probs of whole sequences (entry i = log p(token i+1 | tokens ≤ i), as `ttrl logprob`)
@@ -84,15 +65,6 @@ export async function loadEngine(
     if (e instanceof TtrlError) throw e;
     throw new TtrlError(`${dir}: cannot load model: ${(e as Error).message}`, { cause: e });
   }
-  // Workaround (engine): the HF tokenizer throws on decode([]), which generate() hits when a sequence's
-  // first token is EOS; an empty completion is a valid answer to serve and grade.
-  const tok = model.tokenizer as { decode: (ids: number[], o?: { skipSpecialTokens?: boolean }) => string };
-  const decode = tok.decode.bind(tok);
-  try {
-    tok.decode = (ids, o) => (ids.length === 0 ? "" : decode(ids, o));
-  } catch {
-    /* frozen tokenizer: leave as is */
-  }
   const name = opts.name ?? dir.replace(/\/+$/, "").split("/").pop() ?? dir;
   return {
     name,
@@ -106,60 +78,6 @@ export async function loadEngine(
     async score(seqs, topN) {
       const { scoreWithTop } = await import("../model/top-logprobs.ts");
       return scoreWithTop(model, seqs, topN);
-    },
-  };
-}
-
-/**
- * A deterministic fake engine: characters are tokens; each sequence's completion depends only on its prompt,
- * its seed and the sampling options (never on the batch). Completions follow the mantık/cevap format with an
- * answer drawn from a few candidates, so grading sees a mix of right, wrong and invalid answers.
- */
-export function fakeEngine(opts: { name?: string; delayMs?: number } = {}): Engine & { calls: number[] } {
-  const calls: number[] = [];
-  const tokenizer: EngineTokenizer = {
-    encode: (text) => Array.from(text).map((c) => c.codePointAt(0)!),
-    decode: (ids) => String.fromCodePoint(...ids),
-    applyChatTemplate: (messages, o) =>
-      messages.map((m) => `<|${m.role}|>\n${m.content}\n`).join("") +
-      (o?.addGenerationPrompt ? "<|assistant|>\n" : ""),
-  };
-  return {
-    name: opts.name ?? "fake",
-    tokenizer,
-    maxContext: 4096,
-    calls,
-    async generate(prompts, o) {
-      calls.push(prompts.length);
-      if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
-      return prompts.map((p, i) => {
-        const prompt = tokenizer.decode(p);
-        const seed = o.greedy ? 0 : (o.seeds?.[i] ?? 0);
-        const rng = new Rng(`${hashString(prompt)}:${seed}:${o.temperature ?? 1}:${o.topP ?? 1}`);
-        const nums = Array.from(prompt.matchAll(/\d+/g)).map((m) => Number(m[0]));
-        const base = nums.length ? nums.reduce((a, b) => a + b, 0) : 7;
-        const r = o.greedy ? 0.1 : rng.next();
-        let text: string;
-        if (r < 0.5) text = `<mantık>\ntoplam\n</mantık>\n<cevap>\n${base}\n</cevap>`;
-        else if (r < 0.75) text = `<mantık>\nyanlış\n</mantık>\n<cevap>\n${base + 1 + rng.int(3)}\n</cevap>`;
-        else if (r < 0.9) text = `cevap ${base} galiba`;
-        else text = `<cevap> ${base} </cevap> ek`;
-        let finishReason: EngineGeneration["finishReason"] = "eos";
-        for (const s of o.stop ?? []) {
-          const at = text.indexOf(s);
-          if (at >= 0) {
-            text = text.slice(0, at + s.length);
-            finishReason = "stop";
-          }
-        }
-        let tokens = tokenizer.encode(text);
-        if (tokens.length > o.maxNewTokens) {
-          tokens = tokens.slice(0, o.maxNewTokens);
-          text = tokenizer.decode(tokens);
-          finishReason = "length";
-        }
-        return { tokens, text, finishReason };
-      });
     },
   };
 }

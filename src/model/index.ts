@@ -32,6 +32,7 @@ import {
   type StepOut,
   tokenLogprobs,
 } from "./forward.ts";
+import type { Generation, SampleOptions, Sampler } from "./sampler.ts";
 import { sampleRow } from "./sampling.ts";
 import { loadTokenizer, type Tokenizer, tokenizerFromJson } from "./tokenizer.ts";
 
@@ -40,6 +41,14 @@ export type { ModelConfig } from "./config.ts";
 export { expectedParams, paramCount, parseConfig, SUPPORTED_ARCHITECTURES } from "./config.ts";
 export type { Params } from "./forward.ts";
 export { forwardLogits, tokenLogprobs } from "./forward.ts";
+export type {
+  Completion,
+  FinishReason,
+  Generation,
+  SampleOptions,
+  Sampler,
+  SamplerTokenizer,
+} from "./sampler.ts";
 export type { Tokenizer } from "./tokenizer.ts";
 
 /** Files besides the weights that make up a model folder; kept verbatim so saveModel can write them back. */
@@ -382,16 +391,8 @@ export async function scoreSequences(
   return out;
 }
 
-export interface GenerateOptions {
-  maxNewTokens: number;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  greedy?: boolean;
-  /** One seed per prompt (default: the prompt's index). Same seed, same prompt, same options → same output. */
-  seeds?: number[];
-  /** Stop when the completion text contains one of these; the text ends with it. */
-  stop?: string[];
+/** The sampler's options plus the model engine's extensions. */
+export interface GenerateOptions extends SampleOptions {
   /** Extension: most sequences decoded at once (default: 128, fewer if the KV cache would pass ~1 GiB). */
   batchSize?: number;
   /** Extension: called after each decoding step with the number of tokens sampled so far. */
@@ -406,14 +407,13 @@ export interface GenerateOptions {
   cancelled?: (seq: number) => boolean;
 }
 
-export interface Generation {
-  /** Completion token ids (including the EOS token when finishReason is "eos"). */
-  tokens: number[];
-  /** Decoded completion (special tokens skipped; ends with the stop string when finishReason is "stop"). */
-  text: string;
-  /** log softmax(logits / temperature) of each sampled token (temperature 1 when greedy), before top-k/p. */
-  logprobs: number[];
-  finishReason: "stop" | "eos" | "length";
+/** The model as a `Sampler` (its current `params`). */
+export function modelSampler(model: Model): Sampler<Generation> {
+  return {
+    tokenizer: model.tokenizer,
+    maxContext: model.config.maxPositionEmbeddings,
+    generate: (prompts, opts) => generate(model, prompts, opts),
+  };
 }
 
 /** Batched sampling with a preallocated KV cache. */

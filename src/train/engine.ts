@@ -19,20 +19,15 @@ import type { Policy, PrefixInputs, Sample, SampleOptions } from "./policy.ts";
 export function engineLogprobs(model: Model, temperature = 1): Policy["logprobs"] {
   const cfg = model.config;
   return (params: Params, ids: JArray, targets: JArray) => {
-    let logits = forwardLogits(params, cfg, ids, true);
+    let logits = forwardLogits(params, cfg, ids);
     if (temperature !== 1 && temperature > 0) logits = logits.mul(1 / temperature);
     return nn.logSoftmax(logits, -1).mul(nn.oneHot(targets, cfg.vocabSize)).sum(-1);
   };
 }
 
 export function enginePolicy(model: Model, opts: { temperature?: number } = {}): Policy {
-  const tok = model.tokenizer;
-  // The tokenizer library rejects decoding an empty list, which generate does when a completion's first
-  // token is EOS; an empty completion is a valid (zero-reward) sample.
-  const decode = tok.decode.bind(tok);
-  tok.decode = (ids, o) => (ids.length === 0 ? "" : decode(ids, o));
   return {
-    tokenizer: tok,
+    tokenizer: model.tokenizer,
     maxContext: model.config.maxPositionEmbeddings,
     params: model.params,
     logprobs: engineLogprobs(model, opts.temperature ?? 1),

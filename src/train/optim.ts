@@ -7,9 +7,10 @@
  * Ownership: jax-js arrays are reference-counted and every call consumes its arguments. `AdamW.step`
  * consumes `params` and `grads` and returns new params; the optimizer owns its moment buffers.
  */
+import type { Params } from "../model/forward.ts";
 import { blockUntilReady, type Array as JArray, jit, numpy as np, tree } from "../runtime/jax.ts";
 
-export type Params = Record<string, JArray>;
+export type { Params };
 
 export interface AdamWOptions {
   beta1?: number;

@@ -3,38 +3,23 @@
  * log-prob function, a sampler, a tokenizer, and save/load of the weights. `enginePolicy` adapts the model
  * engine (src/model); tests plug in tiny models written directly with jax-js.
  */
+import type { Params } from "../model/forward.ts";
+import type { Generation, SampleOptions as SamplerOptions, SamplerTokenizer } from "../model/sampler.ts";
 import type { Array as JArray } from "../runtime/jax.ts";
 import type { PackedPrefixBatch } from "./batch.ts";
-import type { Params } from "./optim.ts";
 
-export interface PolicyTokenizer {
-  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
-  decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
+/** The sampler's tokenizer plus the special ids the trainers pad and stop with. */
+export interface PolicyTokenizer extends SamplerTokenizer {
   eosTokenIds: number[];
   padTokenId: number;
   bosTokenId?: number | null;
-  applyChatTemplate?(
-    messages: { role: string; content: string }[],
-    opts?: { addGenerationPrompt?: boolean },
-  ): string;
 }
 
-export interface SampleOptions {
-  maxNewTokens: number;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  /** One seed per prompt row, so samples are reproducible. */
-  seeds: number[];
-  stop?: string[];
-}
+/** The sampler's options, with one seed per prompt row required (samples are reproducible). */
+export type SampleOptions = SamplerOptions & { seeds: number[] };
 
-export interface Sample {
-  tokens: number[];
-  text: string;
-  logprobs: number[];
-  finishReason: "stop" | "eos" | "length";
-}
+/** A sampled completion with its token log-probs (the model sampler's `Generation`). */
+export type Sample = Generation;
 
 export interface Policy {
   tokenizer: PolicyTokenizer;
@@ -47,7 +32,7 @@ export interface Policy {
    * convention) and must be traceable under jit(valueAndGrad(...)).
    */
   logprobs(params: Params, inputIds: JArray, targets: JArray): JArray;
-  /** Sample completions for `prompts` (token ids) with the weights `params` (not consumed). */
+  /** The model's `Sampler.generate` with the weights `params` (not consumed). */
   generate(params: Params, prompts: number[][], opts: SampleOptions): Promise<Sample[]>;
   /** Write `params` (not consumed) as a loadable model folder, float32 unless `dtype` says otherwise. */
   save(params: Params, dir: string, opts?: { dtype?: "F32" | "F16" | "BF16" }): Promise<void>;

@@ -8,6 +8,7 @@ import {
   generate,
   loadModel,
   type Model,
+  modelSampler,
   saveModel,
   scoreSequences,
   tokenLogprobs,
@@ -95,6 +96,21 @@ test("finish reasons: length, eos, stop strings (text ends with the stop string)
   assert.equal(e[0].finishReason, "eos");
   assert.deepEqual(e[0].tokens, gg[0].tokens.slice(0, 2));
   assert.equal(e[0].text, m.tokenizer.decode(gg[0].tokens.slice(0, 1)));
+});
+
+test("a completion whose first token is EOS is empty, through the model's Sampler (no decode([]) patch)", async () => {
+  const m = await getTiny();
+  const p = m.tokenizer.encode("a");
+  const gg = await generate(m, [p], { maxNewTokens: 3, greedy: true });
+  const eosFirst: Model = { ...m, tokenizer: { ...m.tokenizer, eosTokenIds: [gg[0].tokens[0]] } };
+  assert.equal(eosFirst.tokenizer.decode([]), "");
+  const [g] = await modelSampler(eosFirst).generate([p], { maxNewTokens: 3, greedy: true });
+  assert.deepEqual(g, {
+    tokens: [gg[0].tokens[0]],
+    text: "",
+    logprobs: [gg[0].logprobs[0]],
+    finishReason: "eos",
+  });
 });
 
 test("save/load round trip (F32 exact, BF16 close) and tokenLogprobs under jit(grad)", async () => {

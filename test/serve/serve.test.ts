@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { fakeEngine } from "../../src/eval/engine.ts";
+import { fakeEngine } from "../eval/fake-engine.ts";
 import { createServeServer, type TtrlServer } from "../../src/serve/server.ts";
 
 describe("ttrl serve (fake engine)", () => {
