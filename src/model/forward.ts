@@ -100,58 +100,37 @@ function decoder(
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}`;
     const x = rmsNorm(h.ref, params[`${p}.input_layernorm.weight`].ref, eps);
-    const q = linear(
-      x.ref,
-      params[`${p}.self_attn.q_proj.weight`].ref,
-      optional(params, `${p}.self_attn.q_proj.bias`),
-    ).reshape([B, T, H, D]);
-    const k = linear(
-      x.ref,
-      params[`${p}.self_attn.k_proj.weight`].ref,
-      optional(params, `${p}.self_attn.k_proj.bias`),
-    ).reshape([B, T, K, D]);
-    const v = linear(
-      x,
-      params[`${p}.self_attn.v_proj.weight`].ref,
-      optional(params, `${p}.self_attn.v_proj.bias`),
-    ).reshape([B, T, K, D]);
+    const q = proj(params, `${p}.self_attn.q_proj`, x.ref).reshape([B, T, H, D]);
+    const k = proj(params, `${p}.self_attn.k_proj`, x.ref).reshape([B, T, K, D]);
+    const v = proj(params, `${p}.self_attn.v_proj`, x).reshape([B, T, K, D]);
     const qr = rope(q, cos.ref, sin.ref, D);
     const kr = rope(k, cos.ref, sin.ref, D);
     const att = io.attend(l, qr, kr, v).reshape([B, T, H * D]);
-    const o = linear(
-      att,
-      params[`${p}.self_attn.o_proj.weight`].ref,
-      optional(params, `${p}.self_attn.o_proj.bias`),
-    );
-    h = h.add(o);
-    const x2 = rmsNorm(h.ref, params[`${p}.post_attention_layernorm.weight`].ref, eps);
-    const g = linear(
-      x2.ref,
-      params[`${p}.mlp.gate_proj.weight`].ref,
-      optional(params, `${p}.mlp.gate_proj.bias`),
-    );
-    const u = linear(x2, params[`${p}.mlp.up_proj.weight`].ref, optional(params, `${p}.mlp.up_proj.bias`));
-    const m = linear(
-      nn.silu(g).mul(u),
-      params[`${p}.mlp.down_proj.weight`].ref,
-      optional(params, `${p}.mlp.down_proj.bias`),
-    );
-    h = h.add(m);
+    h = mlpBlock(params, p, h.add(proj(params, `${p}.self_attn.o_proj`, att)), eps);
   }
   cos.dispose();
   sin.dispose();
   return rmsNorm(h, params["model.norm.weight"].ref, eps);
 }
 
+/** Keys and values [B,S,K,D] that queries attend to, and which of them each query sees. */
+interface KvBlock {
+  k: JArray;
+  v: JArray;
+  /** bool, broadcastable to the scores [B,K,G,T,S]. */
+  mask: JArray;
+}
+
 /**
- * Causal grouped-query attention over a whole sequence with batched matmuls (faster on the Wasm backend
- * than nn.dotProductAttention's repeat + einsum). q [B,T,H,D], k/v [B,T,K,D] → [B,T,H,D].
- * The softmax's division by its sum comes after the value matmul, on the [B,T,H,D] layout: that
+ * Grouped-query attention of q [B,T,H,D] over one or more key/value blocks with one softmax across all of
+ * them (query head h reads kv head floor(h / G), HF's repeat_kv), with batched matmuls (faster on the Wasm
+ * backend than nn.dotProductAttention's repeat + einsum) → [B,T,H,D].
+ * The softmax's division by its sum comes after the value matmuls, on the [B,T,H,D] layout: that
  * elementwise op materialises the head-transposed output, so the o_proj matmul reads a contiguous
  * array (jax-js's matmul on a transposed view is ~25× slower) and the division touches T×D values per
- * head instead of T×T.
+ * head instead of T×S.
  */
-function causalAttention(q: JArray, k: JArray, v: JArray, config: ModelConfig): JArray {
+function attention(q: JArray, blocks: KvBlock[], config: ModelConfig): JArray {
   const [B, T, H, D] = q.shape;
   const K = config.numKvHeads;
   const G = H / K;
@@ -159,31 +138,36 @@ function causalAttention(q: JArray, k: JArray, v: JArray, config: ModelConfig): 
     .transpose([0, 2, 1, 3])
     .reshape([B, K, G * T, D])
     .mul(1 / Math.sqrt(D));
-  const kt = k.transpose([0, 2, 3, 1]); // [B,K,D,T]
-  const vt = v.transpose([0, 2, 1, 3]); // [B,K,T,D]
-  const scores = np.matmul(qg, kt).reshape([B, K, G, T, T]);
-  const causal = np.tri(T, T, 0, { dtype: np.bool });
-  const masked = np.where(causal, scores, Number.NEGATIVE_INFINITY);
-  const m = lax.stopGradient(masked.ref.max(-1, { keepdims: true }));
-  const e = np.exp(masked.sub(m));
-  const z = e.ref.sum(-1, { keepdims: true }); // [B,K,G,T,1]
-  const o = np.matmul(e.reshape([B, K, G * T, T]), vt).reshape([B, K, G, T, D]); // head h = k*G + g
+  const scores = blocks.map(({ k, mask }) => {
+    const S = k.shape[1];
+    const s = np.matmul(qg.ref, k.transpose([0, 2, 3, 1])).reshape([B, K, G, T, S]);
+    return np.where(mask, s, Number.NEGATIVE_INFINITY);
+  });
+  qg.dispose();
+  const m = lax.stopGradient(
+    scores.map((s) => s.ref.max(-1, { keepdims: true })).reduce((a, b) => np.maximum(a, b)),
+  );
+  const e = scores.map((s) => np.exp(s.sub(m.ref)));
+  m.dispose();
+  const z = e.map((x) => x.ref.sum(-1, { keepdims: true })).reduce((a, b) => a.add(b)); // [B,K,G,T,1]
+  const o = e
+    .map((x, i) => np.matmul(x.reshape([B, K, G * T, x.shape[4]]), blocks[i].v.transpose([0, 2, 1, 3])))
+    .reduce((a, b) => a.add(b))
+    .reshape([B, K, G, T, D]); // head h = k*G + g
   return o
     .transpose([0, 3, 1, 2, 4])
     .div(z.transpose([0, 3, 1, 2, 4]))
     .reshape([B, T, H, D]);
 }
 
-/**
- * Full causal forward: ids int32 [B,T] → logits f32 [B,T,V]. Consumes params and ids. Differentiable
- * under jit(valueAndGrad) (the last argument is kept for callers; every path is differentiable).
- */
-export function forwardLogits(
-  params: Params,
-  config: ModelConfig,
-  ids: JArray,
-  _differentiable = false,
-): JArray {
+/** Causal attention over a whole sequence: q [B,T,H,D], k/v [B,T,K,D] → [B,T,H,D]. */
+function causalAttention(q: JArray, k: JArray, v: JArray, config: ModelConfig): JArray {
+  const T = q.shape[1];
+  return attention(q, [{ k, v, mask: np.tri(T, T, 0, { dtype: np.bool }) }], config);
+}
+
+/** Full causal forward: ids int32 [B,T] → logits f32 [B,T,V]. Consumes params and ids. Differentiable. */
+export function forwardLogits(params: Params, config: ModelConfig, ids: JArray): JArray {
   const T = ids.shape[1];
   const [cos, sin] = ropeTablesJs(config, range(T));
   const h = decoder(params, config, ids, cos, sin, {
@@ -205,7 +189,7 @@ export function tokenLogprobs(
   inputIds: JArray,
   targets: JArray,
 ): JArray {
-  const logits = forwardLogits(params, config, inputIds, true);
+  const logits = forwardLogits(params, config, inputIds);
   const lp = nn.logSoftmax(logits, -1);
   return lp.mul(nn.oneHot(targets, config.vocabSize)).sum(-1);
 }
@@ -439,47 +423,6 @@ function mlpBlock(params: Params, p: string, h: JArray, eps: number): JArray {
 }
 
 /**
- * Attention of completion rows over their prompt prefix and, causally, themselves. q [B,T,H,D]; kp/vp
- * [B,Tp,K,D] (the row's prefix); kc/vc [B,T,K,D]; mask bool [B,1,1,1,Tp]. One softmax over both parts.
- */
-function prefixAttention(
-  q: JArray,
-  kp: JArray,
-  vp: JArray,
-  kc: JArray,
-  vc: JArray,
-  mask: JArray,
-  config: ModelConfig,
-): JArray {
-  const [B, T, H, D] = q.shape;
-  const K = config.numKvHeads;
-  const G = H / K;
-  const Tp = kp.shape[1];
-  const neg = Number.NEGATIVE_INFINITY;
-  const qg = q
-    .transpose([0, 2, 1, 3])
-    .reshape([B, K, G * T, D])
-    .mul(1 / Math.sqrt(D));
-  const s1 = np.where(mask, np.matmul(qg.ref, kp.transpose([0, 2, 3, 1])).reshape([B, K, G, T, Tp]), neg);
-  const causal = np.tri(T, T, 0, { dtype: np.bool });
-  const s2 = np.where(causal, np.matmul(qg, kc.transpose([0, 2, 3, 1])).reshape([B, K, G, T, T]), neg);
-  const m = lax.stopGradient(
-    np.maximum(s1.ref.max(-1, { keepdims: true }), s2.ref.max(-1, { keepdims: true })),
-  );
-  const e1 = np.exp(s1.sub(m.ref));
-  const e2 = np.exp(s2.sub(m));
-  const z = e1.ref.sum(-1, { keepdims: true }).add(e2.ref.sum(-1, { keepdims: true }));
-  const o = np
-    .matmul(e1.reshape([B, K, G * T, Tp]), vp.transpose([0, 2, 1, 3]))
-    .add(np.matmul(e2.reshape([B, K, G * T, T]), vc.transpose([0, 2, 1, 3])))
-    .reshape([B, K, G, T, D]);
-  return o
-    .transpose([0, 3, 1, 2, 4])
-    .div(z.transpose([0, 3, 1, 2, 4]))
-    .reshape([B, T, H, D]);
-}
-
-/**
  * Per-token log-probs [B,Tc] of a shared-prefix batch: entry (b,t) = log softmax(logits / temperature) of
  * targets[b,t] after prefix rows[b] and ids[b, ≤t] — the same numbers `tokenLogprobs` gives on the full
  * sequences (up to float rounding), with each prompt's prefix run once. Differentiable and jit-friendly.
@@ -521,13 +464,13 @@ export function prefixLogprobs(
     const qc = proj(params, `${p}.self_attn.q_proj`, xc.ref).reshape([B, Tc, H, D]);
     const kc = proj(params, `${p}.self_attn.k_proj`, xc.ref).reshape([B, Tc, K, D]);
     const vc = proj(params, `${p}.self_attn.v_proj`, xc).reshape([B, Tc, K, D]);
-    const att = prefixAttention(
+    // completion rows attend to their prompt's prefix and, causally, to themselves: one softmax
+    const att = attention(
       rope(qc, a.cosC.ref, a.sinC.ref, D),
-      selectRows(a.sel.ref, kp),
-      selectRows(a.sel.ref, vp),
-      rope(kc, a.cosC.ref, a.sinC.ref, D),
-      vc,
-      a.prefixMask.ref,
+      [
+        { k: selectRows(a.sel.ref, kp), v: selectRows(a.sel.ref, vp), mask: a.prefixMask.ref },
+        { k: rope(kc, a.cosC.ref, a.sinC.ref, D), v: vc, mask: np.tri(Tc, Tc, 0, { dtype: np.bool }) },
+      ],
       config,
     ).reshape([B, Tc, H * D]);
     hc = mlpBlock(params, p, hc.add(proj(params, `${p}.self_attn.o_proj`, att)), eps);

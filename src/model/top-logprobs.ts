@@ -27,7 +27,7 @@ function logSoftmaxFn(model: Model) {
   let f = compiled.get(model);
   if (!f) {
     const cfg = model.config;
-    f = jit((p: Params, ids: JArray) => nn.logSoftmax(forwardLogits(p, cfg, ids, true), -1));
+    f = jit((p: Params, ids: JArray) => nn.logSoftmax(forwardLogits(p, cfg, ids), -1));
     compiled.set(model, f);
   }
   return f;
