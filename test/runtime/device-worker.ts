@@ -111,6 +111,7 @@ const grpo = await trainGrpo({
 result.grpo_loss = grpo.log[0].loss;
 result.grpo_reward = grpo.log[0].reward;
 result.grpo_params = await fingerprint(grpo.params);
+result.grpo_param_devices = [...new Set(Object.values(grpo.params).map((a) => a.device))];
 tree.dispose(grpo.params);
 result.secs_grpo = (performance.now() - t2) / 1000;
 process.stdout.write(`${JSON.stringify(result)}\n`);

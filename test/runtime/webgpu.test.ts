@@ -60,7 +60,7 @@ function runWorker(device: string): Promise<Record<string, unknown>> {
 function close(a: unknown, b: unknown, tol: (x: number) => number, what: string): void {
   if (Array.isArray(a)) {
     assert.ok(Array.isArray(b) && a.length === b.length, `${what}: lengths differ`);
-    a.forEach((x, i) => close(x, (b as unknown[])[i], tol, `${what}[${i}]`));
+    for (let i = 0; i < a.length; i++) close(a[i], (b as unknown[])[i], tol, `${what}[${i}]`);
     return;
   }
   const [x, y] = [a as number, b as number];
@@ -85,6 +85,7 @@ test("webgpu computes what wasm does: log-probs, greedy tokens, one SFT step, on
   close(wasm.grpo_loss, gpu.grpo_loss, () => 1e-4, "grpo loss");
   assert.equal(gpu.grpo_reward, wasm.grpo_reward); // same completions sampled
   close(wasm.grpo_params, gpu.grpo_params, params, "grpo params");
+  assert.deepEqual(gpu.grpo_param_devices, ["webgpu"]); // the weights stayed on the device through the step
   process.stderr.write(
     `webgpu vs wasm (s): inference ${gpu.secs_infer} vs ${wasm.secs_infer}, sft ${gpu.secs_sft} vs ${wasm.secs_sft}, grpo ${gpu.secs_grpo} vs ${wasm.secs_grpo}\n`,
   );
