@@ -226,6 +226,8 @@ class TtrlLogCallback(TrainerCallback):
         # TRL-only fields
         e["trl/global_step"] = self.trainer.state.global_step
         e["trl/time/reward"] = t["reward"]
+        if torch.cuda.is_available():
+            e["trl/gpu_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
         for k, v in logs.items():
             if k in ("learning_rate", "loss", "grad_norm", "epoch"):
                 continue

@@ -6,6 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import { splitEngineLayers } from "../engines/trl/options.ts";
+import { checkServeCommand } from "../engines/trl/serve-command.ts";
 import { readUtf8File } from "../io/jsonl.ts";
 import { type Conditional, type ParameterSetting, parseMergeConfig, type Scalar } from "../merge/config.ts";
 import { METHODS } from "../merge/methods/index.ts";
@@ -26,6 +27,8 @@ export interface EvalSettings {
   limit: number | null;
   batch_size: number;
   greedy: boolean;
+  /** Evaluate through an OpenAI-compatible server started per model (`{model}`, `{port}`), e.g. vLLM. */
+  serve_command: string | null;
 }
 
 export interface ExperimentConfig {
@@ -96,7 +99,17 @@ const TOP_KEYS = new Set([
   "eval",
   "report",
 ]);
-const EVAL_KEYS = new Set(["k", "ks", "temperature", "top_p", "max_tokens", "limit", "batch_size", "greedy"]);
+const EVAL_KEYS = new Set([
+  "k",
+  "ks",
+  "temperature",
+  "top_p",
+  "max_tokens",
+  "limit",
+  "batch_size",
+  "greedy",
+  "serve_command",
+]);
 
 export function loadExperimentConfig(
   file: string | undefined,
@@ -252,6 +265,10 @@ function validate(o: Obj, where: string): ExperimentConfig {
       limit: e.limit === undefined || e.limit === null ? null : int(e.limit, "eval.limit", 1),
       batch_size: int(e.batch_size ?? 16, "eval.batch_size", 1),
       greedy: Boolean(e.greedy),
+      serve_command:
+        e.serve_command === undefined || e.serve_command === null
+          ? null
+          : checkServeCommand(e.serve_command, `${where}: eval.serve_command`),
     },
     report: { enabled: report.enabled !== false, png: report.png !== false },
     ...(o.device === undefined ? {} : { device: parseDevice(String(o.device), `${where}: "device"`) }),

@@ -4,7 +4,7 @@
  * (src/train runGrpo, with the settings resolved as `ttrl train --config` resolves them), merge (src/merge
  * runMerge) and report (src/report). Nothing here goes through the CLI.
  */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ExperimentConfig } from "./config.ts";
 
@@ -39,29 +39,47 @@ export function hasCheckpoint(runDir: string): boolean {
 
 export const realSteps: Steps = {
   async evalModel(a) {
-    const { loadEngine } = await import("../eval/engine.ts");
-    const { localBackend } = await import("../eval/backends.ts");
     const { runEval } = await import("../eval/index.ts");
-    const engine = await loadEngine(a.modelDir, { name: a.name });
     const e = a.cfg.eval;
-    const r = await runEval({
-      backend: localBackend(engine, { batchSize: e.batch_size }),
-      modelName: a.name,
-      model: a.modelDir,
-      data: a.cfg.test_data,
-      out: a.out,
-      k: e.k,
-      ks: e.ks,
-      temperature: e.temperature,
-      topP: e.top_p,
-      maxTokens: e.max_tokens,
-      seed: a.cfg.seed,
-      template: a.cfg.template,
-      greedy: e.greedy,
-      format: a.cfg.format,
-      locale: a.cfg.locale,
-      limit: e.limit ?? undefined,
-    });
+    type Backend = Parameters<typeof runEval>[0]["backend"];
+    // eval.serve_command: through an OpenAI-compatible server started for this model (src/engines/trl).
+    const withBackend = async <T>(fn: (b: Backend) => Promise<T>): Promise<T> => {
+      if (e.serve_command) {
+        const { httpBackend } = await import("../eval/backends.ts");
+        const { withServedModel } = await import("../engines/trl/serve-command.ts");
+        mkdirSync(a.out, { recursive: true });
+        return withServedModel(
+          e.serve_command,
+          a.modelDir,
+          (s) => fn(httpBackend({ endpoint: s.endpoint, modelName: s.modelName })),
+          { logFile: join(a.out, "serve.log") },
+        );
+      }
+      const { loadEngine } = await import("../eval/engine.ts");
+      const { localBackend } = await import("../eval/backends.ts");
+      const engine = await loadEngine(a.modelDir, { name: a.name });
+      return fn(localBackend(engine, { batchSize: e.batch_size }));
+    };
+    const r = await withBackend((backend) =>
+      runEval({
+        backend,
+        modelName: a.name,
+        model: a.modelDir,
+        data: a.cfg.test_data,
+        out: a.out,
+        k: e.k,
+        ks: e.ks,
+        temperature: e.temperature,
+        topP: e.top_p,
+        maxTokens: e.max_tokens,
+        seed: a.cfg.seed,
+        template: a.cfg.template,
+        greedy: e.greedy,
+        format: a.cfg.format,
+        locale: a.cfg.locale,
+        limit: e.limit ?? undefined,
+      }),
+    );
     return r.metrics;
   },
   async train(a) {

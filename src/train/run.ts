@@ -106,6 +106,7 @@ export async function runGrpo(job: GrpoJob): Promise<GrpoJobResult> {
         outDir: job.out,
         dataFile: c.data,
         resume: Boolean(job.resume),
+        overwrite: job.overwrite,
         progressLabel: job.progressLabel,
       },
       job.trlSetBy.has("num_processes"),

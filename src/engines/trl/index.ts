@@ -34,6 +34,8 @@ export interface TrlRunOptions {
   outDir: string;
   dataFile?: string;
   resume?: boolean;
+  /** Start over in a used run folder (deleting what it holds); without it a used folder is refused. */
+  overwrite?: boolean;
   /** Stop (as if killed) right after the checkpoint of this step, without final/. For tests. */
   stopAfter?: number;
   onStep?: (entry: Record<string, unknown>) => void;
@@ -225,6 +227,13 @@ export async function trainTrl(o: TrlRunOptions, explicitProcesses = false): Pro
     }
 
   const out = resolve(o.outDir);
+  if (!o.resume && existsSync(out) && readdirSync(out).length > 0) {
+    if (!o.overwrite)
+      throw new UsageError(
+        `${o.outDir} already holds a run; use --resume to continue it or --overwrite to delete it and start over`,
+      );
+    rmSync(out, { recursive: true, force: true });
+  }
   mkdirSync(out, { recursive: true });
   // An earlier run's final/ must not look like this run's result.
   rmSync(join(out, "DONE"), { force: true });
