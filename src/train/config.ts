@@ -4,12 +4,14 @@
  * Precedence: defaults < `--config train.yml` < command-line flags (`--num-generations 8` for
  * `num_generations`).
  */
+import { REWARD_NAMES, type RegisteredReward } from "../rewards/index.ts";
 import { UsageError } from "../util/errors.ts";
 import { SCHEDULER_TYPES, type SchedulerType } from "./optim.ts";
 
 export type LossType = "grpo" | "dr_grpo" | "dapo" | "bnpo";
 export type ScaleRewards = "group" | "batch" | "none";
-export type RewardName = "accuracy" | "majority" | "format";
+/** A reward function `reward_funcs` may name: the registry in src/rewards (a new reward is added there). */
+export type RewardName = RegisteredReward;
 
 export interface GrpoConfig {
   model: string;
@@ -169,7 +171,7 @@ export const GRPO_KEYS: Record<keyof GrpoConfig, KeySpec> = {
   mask_truncated_completions: { kind: "bool", help: "exclude truncated completions from the loss" },
   reward_funcs: {
     kind: "list",
-    help: "reward functions (accuracy, majority, format); default: the --reward one",
+    help: `reward functions (${REWARD_NAMES.join(", ")}); default: the --reward one`,
   },
   reward_weights: { kind: "floatlist", help: "weights for reward_funcs (default all 1)" },
   learning_rate: { kind: "float", help: "peak learning rate", min: 0 },
@@ -305,7 +307,7 @@ export function validateGrpoConfig(c: GrpoConfig): void {
       `prompts_per_step × rewarded completions (${rows}) must be divisible by gradient_accumulation_steps (${c.gradient_accumulation_steps})`,
     );
   const funcs = rewardFuncs(c);
-  const known: RewardName[] = ["accuracy", "majority", "format"];
+  const known: readonly string[] = REWARD_NAMES;
   for (const f of funcs)
     if (!known.includes(f))
       throw new UsageError(`unknown reward function "${f}" (known: ${known.join(", ")})`);
