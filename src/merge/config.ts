@@ -2,9 +2,9 @@
  * mergekit's YAML configuration: parsing (YAML 1.1, as PyYAML reads it), validation and normalisation into
  * output slices. Every error names the config file.
  */
-import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { type DType, parseTorchDtype } from "../io/dtype.ts";
+import { readUtf8File } from "../io/files.ts";
 import { InputError } from "../util/errors.ts";
 
 export type Scalar = number | boolean | string;
@@ -57,17 +57,7 @@ function isScalar(v: unknown): v is Scalar {
 }
 
 export function parseMergeConfig(file: string, text?: string): MergeConfig {
-  let src: string;
-  try {
-    src = text ?? readFileSync(file, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(
-      file,
-      undefined,
-      code === "ENOENT" ? "config file not found" : `cannot read config (${code})`,
-    );
-  }
+  const src = text ?? readUtf8File(file);
   let doc: unknown;
   try {
     doc = parseYaml(src, { version: "1.1", uniqueKeys: true, prettyErrors: true });

@@ -8,6 +8,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
 import { type DType, isFloatDType, withConfigDtype } from "../io/dtype.ts";
+import { readJsonObject } from "../io/files.ts";
 import { Checkpoint, saveCheckpoint } from "../io/safetensors.ts";
 import {
   checkDeviceTensor,
@@ -70,22 +71,6 @@ export interface Model {
   assets?: Record<string, string>;
 }
 
-function readJsonFile(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new TtrlError(`${file}: cannot read (${(e as Error).message})`);
-  }
-  try {
-    const v = JSON.parse(text);
-    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("expected a JSON object");
-    return v as Record<string, unknown>;
-  } catch (e) {
-    throw new TtrlError(`${file}: invalid JSON (${(e as Error).message})`);
-  }
-}
-
 const shapeStr = (s: readonly number[]) => `[${s.join(", ")}]`;
 
 /** Build the tokenizer of a model folder, merging EOS ids from config.json and generation_config.json. */
@@ -134,7 +119,7 @@ export async function loadModel(dir: string): Promise<Model> {
   if (!statSync(dir).isDirectory()) throw new TtrlError(`${dir}: expected a model folder, got a file`);
   const cfgFile = join(dir, "config.json");
   if (!existsSync(cfgFile)) throw new TtrlError(`${dir}: missing config.json (not a model folder?)`);
-  const config = parseConfig(readJsonFile(cfgFile), cfgFile);
+  const config = parseConfig(readJsonObject(cfgFile), cfgFile);
   const assets: Record<string, string> = {};
   for (const f of MODEL_ASSET_FILES) {
     const p = join(dir, f);

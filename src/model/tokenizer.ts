@@ -3,10 +3,11 @@
  * `tokenizer_config.json` through @huggingface/jinja, and the `char-tr` character tokenizer (written as an
  * ordinary `tokenizer.json`, so transformers loads it too).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { readJsonObject } from "../io/files.ts";
 import { TtrlError } from "../util/errors.ts";
 
 export interface ChatMessage {
@@ -31,20 +32,6 @@ function tokenContent(t: unknown): string | null {
   if (t && typeof t === "object" && typeof (t as { content?: unknown }).content === "string")
     return (t as { content: string }).content;
   return null;
-}
-
-function readJson(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new TtrlError(`${file}: cannot read (${(e as Error).message})`);
-  }
-  try {
-    return JSON.parse(text) as Record<string, unknown>;
-  } catch (e) {
-    throw new TtrlError(`${file}: invalid JSON (${(e as Error).message})`);
-  }
 }
 
 /** Build a Tokenizer from parsed tokenizer.json and tokenizer_config.json objects. */
@@ -157,8 +144,8 @@ export function loadTokenizer(
   const tj = join(dir, "tokenizer.json");
   if (!existsSync(tj)) throw new TtrlError(`${dir}: missing tokenizer.json`);
   const tc = join(dir, "tokenizer_config.json");
-  const config = existsSync(tc) ? readJson(tc) : {};
-  return tokenizerFromJson(readJson(tj), config, { ...opts, file: tj });
+  const config = existsSync(tc) ? readJsonObject(tc) : {};
+  return tokenizerFromJson(readJsonObject(tj), config, { ...opts, file: tj });
 }
 
 // ---------------------------------------------------------------------------------------------------------

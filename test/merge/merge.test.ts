@@ -386,7 +386,12 @@ describe("ttrl merge CLI", () => {
     );
     const bad = cli(join(root, "nope.yml"), "--out", fresh("y"));
     assert.equal(bad.status, 1);
-    assert.match(bad.stderr, /nope\.yml: config file not found/);
+    assert.match(bad.stderr, /nope\.yml: file not found/);
+    // a folder as the config: named, no stack trace
+    const dir = cli(root, "--out", fresh("z"));
+    assert.equal(dir.status, 1);
+    assert.match(dir.stderr, /is a folder, expected a file/);
+    assert.doesNotMatch(dir.stderr, /\n\s+at /);
   });
 });
 
