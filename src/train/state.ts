@@ -242,9 +242,8 @@ function resumeChanges(
   mayChange: readonly string[],
 ): [string, [unknown, unknown]][] {
   const saved = readRecord(outDir);
-  const keys = [...new Set([...Object.keys(saved), ...Object.keys(record)])].filter(
-    (k) => k !== "resumed_changes",
-  );
+  // Keys the saved run does not have (settings added to ttrl since) are taken at their defaults.
+  const keys = Object.keys(saved).filter((k) => k !== "resumed_changes");
   const diff = keys
     .filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(record[k]))
     .map((k): [string, [unknown, unknown]] => [k, [saved[k], record[k]]]);
