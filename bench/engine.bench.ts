@@ -11,9 +11,9 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { peakRssMiB, writeSection } from "./lib.ts";
+import { peakRssMiB, peerPython, writeSection } from "./lib.ts";
 
-const PY = "/work/venvs/hf/bin/python";
+const PY = peerPython();
 const PROMPT_LEN = 24;
 
 interface Job {

@@ -14,12 +14,12 @@ import { createGrader } from "../src/answers/index.ts";
 import { runGrade } from "../src/cli/commands/grade.ts";
 import { MetricsAccumulator } from "../src/metrics/index.ts";
 import { Rng } from "../src/util/rng.ts";
-import { median, peakRssMiB, writeSection } from "./lib.ts";
+import { median, peakRssMiB, peerPython, writeSection } from "./lib.ts";
 
 const N = Number(process.env.GRADING_N ?? 1_000_000);
 const POOL = 10_000;
 const GROUP = 8;
-const PEER_PYTHON = process.env.GRADING_PEER_PYTHON ?? "/work/venvs/hf/bin/python";
+const PEER_PYTHON = process.env.GRADING_PEER_PYTHON ?? peerPython();
 
 const rng = new Rng("grading-bench");
 const trFmt = new Intl.NumberFormat("tr-TR", { maximumFractionDigits: 2 });

@@ -8,9 +8,9 @@
  */
 import { existsSync } from "node:fs";
 import { loadavg } from "node:os";
-import { runJson, writeSection } from "./lib.ts";
+import { peerPython, runJson, writeSection } from "./lib.ts";
 
-const PY = "/work/venvs/hf/bin/python";
+const PY = peerPython();
 
 /** M,K,N,layout — nt: x[M,K] @ W[N,K]ᵀ (forward), nn: g[M,K] @ W[K,N] (input gradient), tn: g[K,M]ᵀ @ x[K,N] (weight gradient). */
 const SPECS = [

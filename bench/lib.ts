@@ -1,7 +1,7 @@
 /** Helpers shared by benchmarks: machine description, timing, peak RSS, and writing a results section. */
 
 import { spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 
 export function machineLine(): string {
@@ -48,4 +48,24 @@ export function runJson<T = Record<string, unknown>>(cmd: string, args: string[]
   if (r.status !== 0 || !line)
     throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stderr.slice(-3000)}`);
   return JSON.parse(line) as T;
+}
+
+/**
+ * The Python of the benchmark peers: TTRL_PYTHON, else the repo's .venv (made by
+ * `npm run setup:python -- --peers` from python/requirements.txt and bench/peers/requirements.txt). Exits
+ * with that command when neither exists, so `npm run bench` says how to get the peers.
+ */
+export function peerPython(): string {
+  const py = process.env.TTRL_PYTHON ?? ".venv/bin/python";
+  if (!existsSync(py)) {
+    console.error(`bench: the peers need Python at ${py}; run \`npm run setup:python -- --peers\` first`);
+    process.exit(2);
+  }
+  return py;
+}
+
+/** A console script of the peers' venv (e.g. mergekit-yaml), next to peerPython(). */
+export function peerBin(name: string): string {
+  const py = peerPython();
+  return py.replace(/python[0-9.]*$/, name);
 }

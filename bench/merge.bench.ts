@@ -4,7 +4,7 @@
  * /usr/bin/time (wall time and peak RSS measured the same way).
  *
  * Env: MERGE_BENCH_GB (size of each input, default 2), MERGE_BENCH_DIR (default /tmp/ttrl-merge-bench; the
- * inputs are generated once and kept there, never in the repo), MERGEKIT_BIN (default the scratch venv's).
+ * inputs are generated once and kept there, never in the repo), MERGEKIT_BIN (default .venv/bin/mergekit-yaml from `npm run setup:python -- --peers`).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -13,11 +13,11 @@ import { join } from "node:path";
 import { CheckpointWriter } from "../src/io/safetensors.ts";
 import { peerThreads } from "../src/merge/kernels/torch.ts";
 import { compareCheckpoints } from "../test/merge/compare.ts";
-import { writeSection } from "./lib.ts";
+import { peerBin, writeSection } from "./lib.ts";
 
 const GB = Number(process.env.MERGE_BENCH_GB ?? 2);
 const DIR = process.env.MERGE_BENCH_DIR ?? "/tmp/ttrl-merge-bench";
-const MERGEKIT = process.env.MERGEKIT_BIN ?? "/work/venvs/mk/bin/mergekit-yaml";
+const MERGEKIT = process.env.MERGEKIT_BIN ?? peerBin("mergekit-yaml");
 
 // TinyLlama-like shape; the layer count sets the size
 const H = 2048;

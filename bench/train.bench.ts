@@ -12,9 +12,9 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { peakRssMiB, runJson, writeSection } from "./lib.ts";
+import { peakRssMiB, peerPython, runJson, writeSection } from "./lib.ts";
 
-const PY = "/work/venvs/hf/bin/python";
+const PY = peerPython();
 
 async function workerTrain(
   dir: string,

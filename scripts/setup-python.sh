@@ -3,7 +3,9 @@
 # CPU wheel here; an unpinned torch would download a multi-GB CUDA build), then the pinned
 # python/requirements.txt under python/constraints.txt (which holds torch at 2.13.0), then makes the
 # ttrl_trl package importable (a .pth file pointing at python/). Safe to rerun: pip skips what is there.
-# Run it as `npm run setup:python`. PYTHON=python3.11 picks the interpreter (default python3, 3.10+).
+# Run it as `npm run setup:python`; `npm run setup:python -- --peers` also installs the benchmark and
+# fixture peers (bench/peers/requirements.txt: mergekit, math-verify). PYTHON=python3.11 picks the
+# interpreter (default python3, 3.10+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -21,6 +23,10 @@ echo "setup-python: torch==2.13.0"
 "${pip[@]}" torch==2.13.0
 echo "setup-python: python/requirements.txt"
 "${pip[@]}" -r python/requirements.txt -c python/constraints.txt
+if [ "${1:-}" = "--peers" ]; then
+  echo "setup-python: bench/peers/requirements.txt"
+  "${pip[@]}" -r bench/peers/requirements.txt -c python/constraints.txt
+fi
 site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 echo "$root/python" > "$site/ttrl_trl.pth"
 .venv/bin/python -m ttrl_trl.check
