@@ -20,6 +20,7 @@ import {
   tree,
 } from "../runtime/jax.ts";
 import { TtrlError } from "../util/errors.ts";
+import { pow2 } from "../util/math.ts";
 import { Rng } from "../util/rng.ts";
 import { checkTiedHead, expectedParams, type ModelConfig, parseConfig } from "./config.ts";
 import {
@@ -306,12 +307,6 @@ function prefillFn(model: Model, tmax: number) {
 const RECENT = 16;
 
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
-/** Batch-size buckets, so jit compiles a few shapes only. */
-function batchBucket(n: number): number {
-  let b = 1;
-  while (b < n) b *= 2;
-  return b;
-}
 
 function checkIds(seq: number[], V: number, what: string): void {
   for (const t of seq)
@@ -353,7 +348,7 @@ export async function scoreSequences(
     const idx = order.slice(at, at + want);
     const Tr = Math.max(...idx.map((i) => seqs[i].length), 2);
     const Tb = Math.min(roundUp(Tr, 32), Math.max(Tr, cfg.maxPositionEmbeddings));
-    const B = batchBucket(idx.length);
+    const B = pow2(idx.length);
     const ids = new Int32Array(B * Tb);
     const tg = new Int32Array(B * Tb);
     idx.forEach((si, r) => {
@@ -452,7 +447,7 @@ async function generateBatch(
   const tok = model.tokenizer;
   const V = cfg.vocabSize;
   const n = idx.length;
-  const B = batchBucket(n);
+  const B = pow2(n);
   const lens = idx.map((i) => prompts[i].length);
   const maxP = Math.max(...lens);
   const P = Math.min(roundUp(maxP, 16), cfg.maxPositionEmbeddings);
@@ -473,7 +468,7 @@ async function generateBatch(
     rowOf[r] = u;
   });
   const dedup = firstRow.length < n;
-  const Bp = dedup ? batchBucket(firstRow.length) : B;
+  const Bp = dedup ? pow2(firstRow.length) : B;
   const ids = new Int32Array(Bp * P).fill(tok.padTokenId);
   const last = new Int32Array(Bp);
   (dedup ? firstRow : idx).forEach((pi, r) => {

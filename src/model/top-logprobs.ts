@@ -11,6 +11,7 @@
 import type { Array as JArray } from "../runtime/jax.ts";
 import { jit, nn, numpy as np, type OwnedFunction, tree } from "../runtime/jax.ts";
 import { TtrlError } from "../util/errors.ts";
+import { pow2 } from "../util/math.ts";
 import { forwardLogits, type Params } from "./forward.ts";
 import type { Model } from "./index.ts";
 
@@ -34,11 +35,6 @@ function logSoftmaxFn(model: Model) {
 }
 
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
-const bucket = (n: number) => {
-  let b = 1;
-  while (b < n) b *= 2;
-  return b;
-};
 
 /** The `n` largest entries of `row[off .. off+V)`, most likely first (ties: lower id first). */
 export function topOf(row: Float32Array, off: number, V: number, n: number): [number, number][] {
@@ -87,7 +83,7 @@ export async function scoreWithTop(
     const idx = order.slice(at, at + Math.min(opts?.batchSize ?? 32, fit, order.length - at));
     const Tr = Math.max(...idx.map((i) => seqs[i].length), 2);
     const Tb = Math.min(roundUp(Tr, 32), Math.max(Tr, cfg.maxPositionEmbeddings));
-    const B = bucket(idx.length);
+    const B = pow2(idx.length);
     const ids = new Int32Array(B * Tb);
     idx.forEach((si, r) => {
       ids.set(seqs[si], r * Tb);

@@ -8,6 +8,7 @@
 
 import type { PrefixBatch } from "../model/forward.ts";
 import { TtrlError } from "../util/errors.ts";
+import { pow2 } from "../util/math.ts";
 import type { Policy } from "./policy.ts";
 
 const BUCKETS = [16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096];
@@ -142,12 +143,7 @@ export function packPrefixSequences(
 /** Wasm memory the trainers aim to stay under for one micro-batch. */
 export const MICRO_BATCH_BYTES = 2 ** 30;
 
-/** Smallest power of two ≥ n (1 for n ≤ 1). */
-export function pow2(n: number): number {
-  let b = 1;
-  while (b < n) b *= 2;
-  return b;
-}
+export { pow2 };
 
 function tooLong(tokens: number, bpt: number): TtrlError {
   return new TtrlError(
