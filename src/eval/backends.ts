@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readdirSync, readSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
+import { encodeWithin } from "../model/prompt-fit.ts";
 import type { FinishReason } from "../model/sampler.ts";
 import { TtrlError } from "../util/errors.ts";
 import type { Engine } from "./engine.ts";
@@ -139,7 +140,9 @@ export function localBackend(engine: Engine, opts: { batchSize?: number; id?: st
             const text = j.messages
               ? engine.tokenizer.applyChatTemplate(j.messages, { addGenerationPrompt: true })
               : (j.prompt ?? "");
-            return engine.tokenizer.encode(text);
+            // a prompt that cannot fit is refused before it is tokenized, naming the question
+            const room = engine.maxContext === undefined ? Number.POSITIVE_INFINITY : engine.maxContext - 1;
+            return encodeWithin(engine.tokenizer, text, room, j.label ?? "prompt");
           });
           const gens = await engine.generate(prompts, {
             maxNewTokens: params.maxTokens,

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
+import { localBackend } from "../../src/eval/backends.ts";
 import {
   CHAR_TR_CHARS,
   charTrTokenizerFiles,
@@ -127,4 +128,30 @@ test("encodeWithin never refuses a prompt that fits, for char-tr and a byte-leve
     ),
     { numRuns: 300 },
   );
+});
+
+test("eval's local backend refuses a 30-million-character question before tokenizing or generating, naming the question", async () => {
+  const { tokenizerJson, tokenizerConfig } = charTrTokenizerFiles();
+  const tokenizer = tokenizerFromJson(tokenizerJson, tokenizerConfig);
+  let generated = 0;
+  const engine = {
+    name: "m",
+    tokenizer,
+    maxContext: 512,
+    async generate() {
+      generated++;
+      return [];
+    },
+  };
+  const t0 = performance.now();
+  await assert.rejects(
+    localBackend(engine).run(
+      [{ prompt: "x".repeat(30_000_000), label: 'question "q7" sample 0', seed: 0, greedy: false }],
+      { temperature: 1, topP: 1, maxTokens: 8, stop: [] },
+      async () => {},
+    ),
+    /question "q7" sample 0: the prompt has 30000000 characters, at least \d+ tokens, more than the 511 the model's context allows/,
+  );
+  assert.equal(generated, 0);
+  assert.ok(performance.now() - t0 < 1000, `took ${performance.now() - t0} ms`);
 });
