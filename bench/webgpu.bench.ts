@@ -160,16 +160,21 @@ async function workerGrpo(
 
 if (process.argv[2] === "--worker") {
   const [mode, device, ...rest] = process.argv.slice(3);
-  const out =
-    mode === "matmul"
-      ? await workerMatmul(device as Device, rest.map(Number))
-      : await workerGrpo(
-          device as Device,
-          rest[0],
-          ...(rest.slice(1).map(Number) as [number, number, number, number]),
-        );
-  process.stdout.write(`${JSON.stringify(out)}\n`);
-  process.exit(0);
+  try {
+    const out =
+      mode === "matmul"
+        ? await workerMatmul(device as Device, rest.map(Number))
+        : await workerGrpo(
+            device as Device,
+            rest[0],
+            ...(rest.slice(1).map(Number) as [number, number, number, number]),
+          );
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    process.exit(0);
+  } catch (e) {
+    process.stderr.write(`webgpu-bench: ${(e as Error).name}: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
 }
 
 // Main: both devices, same run. Sizes and steps kept small: llvmpipe is a software GPU on a shared machine.

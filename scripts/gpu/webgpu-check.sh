@@ -38,7 +38,7 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv,noheader
 
 export TTRL_THREADS=1 TTRL_QUIET=1
-export TTRL_WEBGPU_BACKEND=${TTRL_WEBGPU_BACKEND:-vulkan}
+[ -n "${TTRL_WEBGPU_BACKEND:-}" ] && export TTRL_WEBGPU_BACKEND_FORCED=1
 LOG=${OUT:-$W}/webgpu-check.jsonl
 : >"$LOG"
 run() { # LIMIT_S ARGS...
@@ -70,6 +70,18 @@ run() { # LIMIT_S ARGS...
   [ -n "$mem" ] && echo "  nvidia-smi memory.used after: $mem"
   return 0
 }
+
+# Which Dawn backend finds the GPU: Vulkan first, else OpenGL ES over the driver's EGL (compatibility mode).
+if [ -z "${TTRL_WEBGPU_BACKEND_FORCED:-}" ]; then
+  for be in vulkan opengles; do
+    if (cd "$W" && TTRL_WEBGPU_BACKEND=$be timeout 60 ./node webgpu-bench.mjs --worker matmul webgpu 64 2>"$W/err.txt" | grep -q '^{'); then
+      export TTRL_WEBGPU_BACKEND=$be
+      echo "webgpu-check: Dawn backend $be"
+      break
+    fi
+    echo "webgpu-check: backend $be: $(grep -m1 '^webgpu-bench:' "$W/err.txt" || tail -1 "$W/err.txt")" >&2
+  done
+fi
 
 status=0
 if [ "${TTRL_CHECK_SCALE:-full}" = small ]; then
