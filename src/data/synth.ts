@@ -868,20 +868,40 @@ export interface SynthStats {
   byLayout: Record<string, number>;
 }
 
+/**
+ * Options that cannot give a data set, naming the `SynthOptions` fields (`ops`, `levels`, …), not a command's
+ * flags: the CLI maps them to its flags. A usage error (exit 2).
+ */
+export class SynthOptionError extends UsageError {
+  readonly options: (keyof SynthOptions)[];
+  readonly detail: string;
+  constructor(options: keyof SynthOptions | (keyof SynthOptions)[], detail: string) {
+    const names = [options].flat();
+    super(`${names.join("/")}: ${detail}`);
+    this.name = "SynthOptionError";
+    this.options = names;
+    this.detail = detail;
+  }
+}
+
 /** Generate n distinct problems; deterministic in (options, seed). */
 export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthStats } {
   const lang = opts.lang;
-  if (!LANGS.includes(lang)) throw new UsageError(`--lang must be one of ${LANGS.join(", ")}, got "${lang}"`);
+  if (!LANGS.includes(lang))
+    throw new SynthOptionError("lang", `must be one of ${LANGS.join(", ")}, got "${lang}"`);
   const ops = opts.ops ?? [1, 2, 3];
   const levels = opts.levels ?? [1, 2, 3];
   for (const o of ops)
-    if (![1, 2, 3].includes(o)) throw new UsageError(`--ops values must be 1, 2 or 3, got ${o}`);
+    if (![1, 2, 3].includes(o)) throw new SynthOptionError("ops", `values must be 1, 2 or 3, got ${o}`);
   for (const l of levels)
-    if (![1, 2, 3].includes(l)) throw new UsageError(`--levels values must be 1, 2 or 3, got ${l}`);
+    if (![1, 2, 3].includes(l)) throw new SynthOptionError("levels", `values must be 1, 2 or 3, got ${l}`);
   if (opts.templates)
     for (const t of opts.templates)
       if (!TEMPLATE_NAMES.includes(t))
-        throw new UsageError(`unknown template "${t}" (known: ${TEMPLATE_NAMES.join(", ")})`);
+        throw new SynthOptionError(
+          "templates",
+          `unknown template "${t}" (known: ${TEMPLATE_NAMES.join(", ")})`,
+        );
   const pool = T.filter((t) => !opts.templates || opts.templates.includes(t.name));
   const byOps = new Map<number, Template[]>();
   for (const o of ops) {
@@ -889,7 +909,7 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
     if (ts.length > 0) byOps.set(o, ts);
   }
   const opChoices = [...byOps.keys()].sort();
-  if (opChoices.length === 0) throw new UsageError("no template matches --ops/--templates");
+  if (opChoices.length === 0) throw new SynthOptionError(["ops", "templates"], "no template matches");
   const maxQ = opts.maxQuestionChars ?? 120;
   const maxS = opts.maxSolutionChars ?? 120;
   const rng = new Rng(opts.seed).fork(`synth/${lang}`);
@@ -898,7 +918,8 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
   const seen = new Set<string>();
   const rows: DataRow[] = [];
   const loose = opts.looseFormat ?? 0;
-  if (!(loose >= 0 && loose <= 1)) throw new UsageError(`--loose-format must be in [0, 1], got ${loose}`);
+  if (!(loose >= 0 && loose <= 1))
+    throw new SynthOptionError("looseFormat", `must be in [0, 1], got ${loose}`);
   // A separate stream, so that looseFormat = 0 draws nothing from it and leaves the output unchanged.
   const layoutRng = new Rng(opts.seed).fork(`synth/${lang}/layout`);
   const stats: SynthStats = {
@@ -915,8 +936,9 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
   const maxAttempts = Math.max(1000, opts.n * 200);
   while (rows.length < opts.n) {
     if (++stats.attempts > maxAttempts)
-      throw new UsageError(
-        `could only make ${rows.length} of ${opts.n} distinct problems in ${maxAttempts} attempts; allow more --ops/--levels or longer questions`,
+      throw new SynthOptionError(
+        ["ops", "levels", "maxQuestionChars"],
+        `could only make ${rows.length} of ${opts.n} distinct problems in ${maxAttempts} attempts; allow more operations or levels, or longer questions`,
       );
     const o = opChoices[rng.int(opChoices.length)];
     const list = byOps.get(o)!;
@@ -994,7 +1016,7 @@ export function synthesizeDrills(opts: SynthOptions, n: number, linesPerRow = 8)
   const ops = opts.ops ?? [1, 2, 3];
   const levels = opts.levels ?? [1, 2, 3];
   const pool = T.filter((t) => ops.includes(t.ops) && (!opts.templates || opts.templates.includes(t.name)));
-  if (pool.length === 0) throw new UsageError("no template matches --ops/--templates");
+  if (pool.length === 0) throw new SynthOptionError(["ops", "templates"], "no template matches");
   const rng = new Rng(opts.seed).fork(`synth/${opts.lang}/drills`);
   const prefix = `${opts.idPrefix ?? `synth-${opts.lang}-s${opts.seed}`}-drill`;
   const width = Math.max(4, String(n).length);
@@ -1005,7 +1027,8 @@ export function synthesizeDrills(opts: SynthOptions, n: number, linesPerRow = 8)
     const tmpl = pool[rng.int(pool.length)];
     const out = tmpl.gen(new G(rng, opts.lang, levels[rng.int(levels.length)]));
     if (!out || !answerUsable(out) || exceedsMax(out, opts.maxNumber)) {
-      if (++misses > 1000 + n * 200) throw new UsageError("could not make drills for these --ops/--levels");
+      if (++misses > 1000 + n * 200)
+        throw new SynthOptionError(["ops", "levels"], "could not make drills for these values");
       continue;
     }
     for (const st of out.steps) {

@@ -10,6 +10,7 @@ import { loadRows, rowToJson } from "../../src/data/schema.ts";
 import {
   formatInt,
   LOOSE_LAYOUTS,
+  SynthOptionError,
   synthesize,
   synthesizeDrills,
   TEMPLATE_NAMES,
@@ -220,7 +221,10 @@ describe("data synth", () => {
       loose,
     );
     assert.ok(loose > 0.3 * 600 - 45 && loose < 0.3 * 600 + 45, `loose share ${loose}/600`);
-    assert.throws(() => synthesize({ lang: "tr", n: 5, seed: 1, looseFormat: 1.5 }), /--loose-format/);
+    assert.throws(
+      () => synthesize({ lang: "tr", n: 5, seed: 1, looseFormat: 1.5 }),
+      /^SynthOptionError: looseFormat: /,
+    );
   });
 
   it("drills are correct arithmetic steps, deterministic, and mixed into a file by the CLI", () => {
@@ -295,7 +299,15 @@ describe("data synth", () => {
   it("rejects bad options with usage errors", () => {
     const r = cli(["synth", "--n", "5", "--seed", "1", "--ops", "4", "--out", tmpdir()]);
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /--ops values must be 1, 2 or 3/);
+    assert.match(r.stderr, /--ops: values must be 1, 2 or 3, got 4/);
+    // the library names its option, not a flag (the CLI maps it to the flag above)
+    assert.throws(
+      () => synthesize({ lang: "tr", n: 5, seed: 1, looseFormat: 2 }),
+      (e: Error) => e instanceof SynthOptionError && e.message === "looseFormat: must be in [0, 1], got 2",
+    );
+    const tp = cli(["synth", "--n", "5", "--seed", "1", "--templates", "nope", "--out", tmpdir()]);
+    assert.equal(tp.status, 2);
+    assert.match(tp.stderr, /--templates: unknown template "nope"/);
     const r2 = cli(["synth", "--n", "5", "--seed", "x", "--out", tmpdir()]);
     assert.equal(r2.status, 2);
   });

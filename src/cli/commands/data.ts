@@ -8,7 +8,14 @@ import { LlmClient, type LlmConfig, RunStoppedError } from "../../data/llm.ts";
 import { extractRows, loadPromptFile, type StepResult, translateRows } from "../../data/llmsteps.ts";
 import { filterRows, parseSplitSpec, sampleRows, splitRows } from "../../data/ops.ts";
 import { loadRows, rowToJson, writeRows } from "../../data/schema.ts";
-import { LANGS, type Lang, type SynthOptions, synthesize, synthesizeDrills } from "../../data/synth.ts";
+import {
+  LANGS,
+  type Lang,
+  SynthOptionError,
+  type SynthOptions,
+  synthesize,
+  synthesizeDrills,
+} from "../../data/synth.ts";
 import { writeFileAtomic } from "../../io/atomic.ts";
 import { TtrlError, UsageError } from "../../util/errors.ts";
 import { Rng } from "../../util/rng.ts";
@@ -19,6 +26,17 @@ function parseSeed(v: string): number {
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** Run a synth call; its option errors (named by SynthOptions field) are said with this command's flags. */
+function asFlags<T>(run: () => T): T {
+  try {
+    return run();
+  } catch (e) {
+    if (!(e instanceof SynthOptionError)) throw e;
+    const flags = e.options.map((o) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    throw new UsageError(`${flags.join("/")}: ${e.detail}`);
+  }
+}
 
 function say(text: string) {
   process.stdout.write(`${text}\n`);
@@ -393,7 +411,7 @@ export function register(program: Command): void {
         looseFormat: f.looseFormat,
         maxNumber: f.maxNumber,
       };
-      const { rows, stats } = synthesize(opts);
+      const { rows, stats } = asFlags(() => synthesize(opts));
       const lines = [`generated: ${rows.length} (attempts ${stats.attempts})`];
       if (f.looseFormat > 0) lines.push(`loose layouts: ${JSON.stringify(stats.byLayout)}`);
       lines.push(`by operations: ${JSON.stringify(stats.byOps)}, by level: ${JSON.stringify(stats.byLevel)}`);
@@ -411,7 +429,7 @@ export function register(program: Command): void {
       } else {
         const file = String(f.out).endsWith(".jsonl") ? f.out : join(f.out, "data.jsonl");
         if (f.drills > 0) {
-          const drills = synthesizeDrills(opts, f.drills);
+          const drills = asFlags(() => synthesizeDrills(opts, f.drills));
           // Problems and drills interleaved in a seeded order (the SFT data order is shuffled again).
           const all: string[] = [...rows.map((r) => rowToJson(r)), ...drills.map((d) => JSON.stringify(d))];
           new Rng(f.seed).fork("synth/mix").shuffle(all);
