@@ -1,6 +1,9 @@
 /** Issue 15 items 3 and 17 (train settings): settings that cannot work are usage errors naming the option. */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
 import { resolveGrpoConfig } from "../../src/train/config.ts";
@@ -65,5 +68,59 @@ test("ttrl train --adam-epsilon 0 / --warmup-ratio 5 / --num-generations 1 exit 
     assert.equal(r.status, 2, `${flag} ${value}: ${r.stderr}`);
     assert.match(r.stderr, msg);
     assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  }
+});
+
+test("a run whose update goes non-finite stops with an error naming the tensor and leaves no weights with NaN/Inf", () => {
+  const root = mkdtempSync(join(tmpdir(), "ttrl-nonfinite-"));
+  try {
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ["bin/ttrl.mjs", ...args], {
+        encoding: "utf8",
+        env: { ...process.env, TTRL_QUIET: "1", TTRL_THREADS: "1" },
+      });
+    const model = join(root, "m");
+    assert.equal(run(["init-model", "--preset", "tiny", "--out", model, "--seed", "3"]).status, 0);
+    const data = join(root, "d.jsonl");
+    writeFileSync(
+      data,
+      Array.from({ length: 4 }, (_, i) =>
+        JSON.stringify({ id: `q${i}`, question: `${i} + 1 kaç?`, answer: `${i + 1}` }),
+      ).join("\n"),
+    );
+    const out = join(root, "out");
+    // a learning rate of 1e39 is a finite setting, but in float32 the update is ±Inf
+    const r = run([
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--reward",
+      "accuracy",
+      "--out",
+      out,
+      "--prompts-per-step",
+      "2",
+      "--num-generations",
+      "2",
+      "--max-completion-length",
+      "4",
+      "--max-steps",
+      "1",
+      "--save-steps",
+      "1",
+      "--learning-rate",
+      "1e39",
+      "--threads",
+      "1",
+    ]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /tensor "[\w.]+" \[[\d, ]+\] has a non-finite value \((-?Infinity|NaN)\)/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+    const saved = readdirSync(out, { recursive: true }).map(String);
+    assert.ok(!saved.some((f) => f.endsWith(".safetensors") && !f.includes("optimizer")), saved.join(", "));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });
