@@ -539,6 +539,13 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
   const ctx: MergeContext = { pool, workers, rng };
   let pending: Promise<StoredTensor[]> | null = null;
   const writing: Promise<void>[] = [];
+  // The failed write of the earliest tensor (e.g. a non-finite tensor the writer refused): later tensors'
+  // writes then fail only because the writer closed, and may fail first, so the earliest is reported.
+  let failed: { i: number; e: unknown } | null = null;
+  const writeFailed = async (): Promise<void> => {
+    await Promise.all(writing);
+    if (failed) throw failed.e;
+  };
   const phases = { readWait: 0, compute: 0, writeWait: 0 };
   const reads: Promise<StoredTensor[]>[] = [];
   try {
@@ -572,12 +579,20 @@ export async function runMerge(configPath: string, opts: MergeOptions): Promise<
       // a bounded number of tensors being written while the next ones are computed
       c = performance.now();
       if (writing.length >= WRITES) await writing.shift();
+      if (failed) await writeFailed();
       phases.writeWait += performance.now() - c;
-      writing.push(writer.write(t.name, result).then(() => pool.put(result)));
+      writing.push(
+        writer.write(t.name, result).then(
+          () => pool.put(result),
+          (e) => {
+            if (!failed || i < failed.i) failed = { i, e };
+          },
+        ),
+      );
       bytesWritten += result.byteLength;
       progress.tick(1);
     }
-    await Promise.all(writing);
+    await writeFailed();
     await writer.close();
     progress.stop();
     // side files

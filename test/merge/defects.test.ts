@@ -227,3 +227,69 @@ describe("stale temp folders of killed merges (issue 15 item 11)", () => {
     );
   });
 });
+
+describe("non-finite merges are never saved (issue 15 item 3)", () => {
+  /** model_b with a NaN and an Inf, written byte by byte (the library's writer refuses non-finite weights). */
+  async function modelWithNaN(dir: string): Promise<string> {
+    const { cpSync } = await import("node:fs");
+    const { Checkpoint } = await import("../../src/io/safetensors.ts");
+    const bad = join(dir, "model_nan");
+    // model_b is sharded: copy its other files, then write one model.safetensors
+    cpSync(`${FIX}/model_b`, bad, { recursive: true, filter: (f) => !/safetensors/.test(f) });
+    const ck = await Checkpoint.open(`${FIX}/model_b`);
+    const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
+    const parts: Uint8Array[] = [];
+    let at = 0;
+    for (const n of ck.names) {
+      const data = await ck.readF32(n);
+      if (n === "model.layers.2.mlp.down_proj.weight") data[5] = Number.NaN;
+      if (n === "model.layers.1.self_attn.v_proj.weight") data[0] = Number.POSITIVE_INFINITY;
+      const h = f32ToBf16(data);
+      parts.push(new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
+      header[n] = { dtype: "BF16", shape: ck.info(n).shape, data_offsets: [at, at + h.byteLength] };
+      at += h.byteLength;
+    }
+    await ck.close();
+    let json = JSON.stringify(header);
+    json += " ".repeat((8 - (json.length % 8)) % 8);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    writeFileSync(join(bad, "model.safetensors"), Buffer.concat([len, Buffer.from(json), ...parts]));
+    return bad;
+  }
+
+  it("an input with NaN/Inf stops the merge with an error naming the tensor; nothing is written", async () => {
+    const dir = dirFor("nonfinite");
+    const bad = await modelWithNaN(dir);
+    const slerp = (dtype: string) =>
+      `models:\n  - model: ${FIX}/model_a\n  - model: ${bad}\nmerge_method: slerp\nbase_model: ${FIX}/model_a\nparameters:\n  t: 0.3\ndtype: ${dtype}\n`;
+    const configs: [string, string][] = [
+      ["slerp_bf16_kernels", slerp("bfloat16")],
+      ["slerp_float32", slerp("float32")],
+      [
+        "linear",
+        `models:\n  - model: ${FIX}/model_a\n    parameters:\n      weight: 1\n  - model: ${bad}\n    parameters:\n      weight: 1\nmerge_method: linear\ndtype: bfloat16\n`,
+      ],
+      [
+        "task_arithmetic",
+        `models:\n  - model: ${bad}\n    parameters:\n      weight: 0.5\nmerge_method: task_arithmetic\nbase_model: ${FIX}/model_a\ndtype: bfloat16\n`,
+      ],
+    ];
+    for (const [label, text] of configs) {
+      const cfg = join(dir, `${label}.yml`);
+      writeFileSync(cfg, text);
+      const out = join(dir, `out_${label}`);
+      await assert.rejects(
+        runMerge(cfg, { out, progress: false }),
+        /tensor "model\.layers\.1\.self_attn\.v_proj\.weight" \[8, 16\] has a non-finite value/,
+        label,
+      );
+      assert.equal(existsSync(out), false, label);
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.includes("ttrl-tmp")),
+        [],
+        label,
+      );
+    }
+  });
+});
