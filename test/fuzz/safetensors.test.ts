@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import fc from "fast-check";
 import { isFloatDType } from "../../src/io/dtype.ts";
-import { SafetensorsFile } from "../../src/io/safetensors.ts";
+import { Checkpoint, SafetensorsFile } from "../../src/io/safetensors.ts";
 import { loadModel } from "../../src/model/index.ts";
 import { TtrlError } from "../../src/util/errors.ts";
 
@@ -191,4 +191,75 @@ test("80 seeded corruptions of a model's weights: loadModel loads it or refuses 
   );
   if (process.env.TTRL_FUZZ_VERBOSE) console.log(outcomes);
   assert.ok(outcomes.refused > 30, JSON.stringify(outcomes));
+});
+
+test("120 seeded corruptions of a sharded checkpoint's index: Checkpoint.open and full reads end cleanly, naming the folder or file", async () => {
+  const dir = join(root, "sharded");
+  cpSync("test/fixtures/merge/model_b", dir, { recursive: true });
+  const indexPath = join(dir, "model.safetensors.index.json");
+  const original = JSON.parse(readFileSync(indexPath, "utf8")) as { weight_map: Record<string, unknown> };
+  const names = Object.keys(original.weight_map);
+  const shardNames = fc.constantFrom(
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+    "model-00003-of-00003.safetensors",
+    "../model_b/model-00001-of-00002.safetensors",
+    "/etc/passwd",
+    "",
+    "config.json",
+    ".",
+  );
+  const mutation = fc.oneof(
+    fc.tuple(fc.nat(), fc.oneof(shardNames, weird)).map(([i, v]) => ({
+      kind: `weight_map[${names[i % names.length]}] = ${JSON.stringify(v)}`,
+      text: JSON.stringify({
+        ...original,
+        weight_map: { ...original.weight_map, [names[i % names.length]]: v },
+      }),
+    })),
+    fc.tuple(fc.string({ maxLength: 20 }), shardNames).map(([n, v]) => ({
+      kind: `extra weight_map entry ${JSON.stringify(n)}`,
+      text: JSON.stringify({ ...original, weight_map: { ...original.weight_map, [n]: v } }),
+    })),
+    fc
+      .constantFrom("weight_map", "metadata")
+      .chain((k) =>
+        weird.map((v) => ({
+          kind: `${k} = ${JSON.stringify(v)}`,
+          text: JSON.stringify({ ...original, [k]: v }),
+        })),
+      ),
+    fc.tuple(fc.nat(), fc.nat(7)).map(([at, bit]) => {
+      const b = Buffer.from(JSON.stringify(original));
+      b[at % b.length] ^= 1 << bit;
+      return { kind: `index bit flip at ${at % b.length}`, text: b.toString("latin1") };
+    }),
+  );
+  const outcomes = { read: 0, refused: 0 };
+  await fc.assert(
+    fc.asyncProperty(mutation, async ({ kind, text }) => {
+      writeFileSync(indexPath, text);
+      try {
+        await within(
+          (async () => {
+            const ck = await Checkpoint.open(dir);
+            try {
+              for (const n of ck.names) await ck.readF32(n);
+            } finally {
+              await ck.close();
+            }
+          })(),
+          2000,
+          kind,
+        );
+        outcomes.read++;
+      } catch (e) {
+        assertClean(e, dir, kind);
+        outcomes.refused++;
+      }
+    }),
+    { seed: 15_2028, numRuns: 120 },
+  );
+  if (process.env.TTRL_FUZZ_VERBOSE) console.log(outcomes);
+  assert.ok(outcomes.refused > 40, JSON.stringify(outcomes));
 });
