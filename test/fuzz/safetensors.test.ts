@@ -221,14 +221,12 @@ test("120 seeded corruptions of a sharded checkpoint's index: Checkpoint.open an
       kind: `extra weight_map entry ${JSON.stringify(n)}`,
       text: JSON.stringify({ ...original, weight_map: { ...original.weight_map, [n]: v } }),
     })),
-    fc
-      .constantFrom("weight_map", "metadata")
-      .chain((k) =>
-        weird.map((v) => ({
-          kind: `${k} = ${JSON.stringify(v)}`,
-          text: JSON.stringify({ ...original, [k]: v }),
-        })),
-      ),
+    fc.constantFrom("weight_map", "metadata").chain((k) =>
+      weird.map((v) => ({
+        kind: `${k} = ${JSON.stringify(v)}`,
+        text: JSON.stringify({ ...original, [k]: v }),
+      })),
+    ),
     fc.tuple(fc.nat(), fc.nat(7)).map(([at, bit]) => {
       const b = Buffer.from(JSON.stringify(original));
       b[at % b.length] ^= 1 << bit;
