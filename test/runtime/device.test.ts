@@ -1,5 +1,8 @@
 /** The device choice and the WebGPU guards' pure parts (no adapter needed). */
 import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { chosenDevice, markStarted, parseDevice, selectDevice } from "../../src/runtime/device.ts";
 import { checkLoopTrips, maxLoopTrips, SOFTWARE_LOOP_LIMIT } from "../../src/runtime/webgpu.ts";
@@ -48,4 +51,20 @@ test("the device is chosen once per process: names checked, a second device refu
   selectDevice("wasm"); // the running one: fine
   assert.throws(() => selectDevice("webgpu"), /already runs on wasm/);
   assert.equal(chosenDevice(), "wasm");
+});
+
+test("an experiment config's device: key is checked and kept (the CLI's --device wins over it)", async () => {
+  const { loadExperimentConfig } = await import("../../src/experiment/config.ts");
+  const dir = mkdtempSync(join(tmpdir(), "ttrl-device-"));
+  const file = join(dir, "exp.yml");
+  writeFileSync(file, "device: webgpu\n");
+  assert.equal(loadExperimentConfig(file, "quick").device, "webgpu");
+  assert.equal(loadExperimentConfig(undefined, "quick").device, undefined); // absent: TTRL_DEVICE or wasm
+  writeFileSync(file, "device: cuda\n");
+  assert.throws(
+    () => loadExperimentConfig(file, "quick"),
+    (e: Error) =>
+      e instanceof UsageError &&
+      e.message.includes(`${file}: "device" must be one of wasm, webgpu, got "cuda"`),
+  );
 });
