@@ -7,11 +7,10 @@
  * to JS so a token's log-prob and its alternatives are read from one array: lm-eval decides "greedy" by
  * comparing them with `==`.
  */
-
-import type { Array as JArray } from "../runtime/jax.ts";
-import { jit, nn, numpy as np, type OwnedFunction, tree } from "../runtime/jax.ts";
+import { type Array as JArray, jit, nn, numpy as np, type OwnedFunction, tree } from "../runtime/jax.ts";
 import { TtrlError } from "../util/errors.ts";
 import { pow2 } from "../util/math.ts";
+import { topOf } from "../util/topk.ts";
 import { forwardLogits, type Params } from "./forward.ts";
 import type { Model } from "./index.ts";
 
@@ -35,21 +34,6 @@ function logSoftmaxFn(model: Model) {
 }
 
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
-
-/** The `n` largest entries of `row[off .. off+V)`, most likely first (ties: lower id first). */
-export function topOf(row: Float32Array, off: number, V: number, n: number): [number, number][] {
-  const out: [number, number][] = [];
-  if (n <= 0) return out;
-  for (let i = 0; i < V; i++) {
-    const x = row[off + i];
-    if (out.length === n && x <= out[n - 1][1]) continue;
-    let at = out.length;
-    while (at > 0 && out[at - 1][1] < x) at--;
-    out.splice(at, 0, [i, x]);
-    if (out.length > n) out.pop();
-  }
-  return out;
-}
 
 /** Score whole sequences (each at least one token); see the module comment. */
 export async function scoreWithTop(

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { fakeEngine } from "../eval/fake-engine.ts";
 import { createServeServer, type TtrlServer } from "../../src/serve/server.ts";
+import { fakeEngine } from "../eval/fake-engine.ts";
 
 describe("ttrl serve (fake engine)", () => {
   const engine = fakeEngine({ name: "tiny", delayMs: 2 });
@@ -140,7 +140,56 @@ describe("ttrl serve (fake engine)", () => {
     ["max_tokens negative", "/v1/completions", { prompt: "a", max_tokens: -1 }, 400, "max_tokens"],
     ["context exceeded", "/v1/completions", { prompt: "a", max_tokens: 4096 }, 400, "max_tokens"],
     ["stop wrong type", "/v1/completions", { prompt: "a", stop: 3 }, 400, "stop"],
-    ["stream", "/v1/completions", { prompt: "a", stream: true }, 400, "stream"],
+    ["unknown field (a typo)", "/v1/completions", { prompt: "a", max_token: 3 }, 400, "max_token"],
+    [
+      "presence_penalty not 0",
+      "/v1/completions",
+      { prompt: "a", presence_penalty: 1 },
+      400,
+      "presence_penalty",
+    ],
+    ["logit_bias", "/v1/completions", { prompt: "a", logit_bias: { "5": 10 } }, 400, "logit_bias"],
+    ["best_of > n", "/v1/completions", { prompt: "a", best_of: 3 }, 400, "best_of"],
+    [
+      "tools on chat",
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: "x" }], tools: [{}] },
+      400,
+      "tools",
+    ],
+    [
+      "suffix on chat",
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: "x" }], suffix: "" },
+      400,
+      "suffix",
+    ],
+    ["stream not a boolean", "/v1/completions", { prompt: "a", stream: "yes" }, 400, "stream"],
+    [
+      "stream_options without stream",
+      "/v1/completions",
+      { prompt: "a", stream_options: { include_usage: true } },
+      400,
+      "stream_options",
+    ],
+    ["max_tokens 0 without echo", "/v1/completions", { prompt: "a", max_tokens: 0 }, 400, "max_tokens"],
+    ["logprobs above 20", "/v1/completions", { prompt: "a", logprobs: 21 }, 400, "logprobs"],
+    [
+      "logprobs on an engine that cannot score",
+      "/v1/completions",
+      { prompt: "a", logprobs: 1 },
+      400,
+      "logprobs",
+    ],
+    [
+      "top_logprobs without logprobs",
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: "x" }], top_logprobs: 2 },
+      400,
+      "top_logprobs",
+    ],
+    ["echo not a boolean", "/v1/completions", { prompt: "a", echo: 1 }, 400, "echo"],
+    ["negative token id", "/v1/completions", { prompt: [1, -2] }, 400, "prompt"],
     ["unknown model", "/v1/completions", { prompt: "a", model: "gpt-9" }, 404, "model"],
     ["missing messages", "/v1/chat/completions", { max_tokens: 3 }, 400, "messages"],
     ["bad role", "/v1/chat/completions", { messages: [{ role: "robot", content: "x" }] }, 400, "messages"],
@@ -156,6 +205,92 @@ describe("ttrl serve (fake engine)", () => {
       assert.equal(r.json.error.param, param);
     });
   }
+
+  it("accepts fields that cannot change the output, and no-op values of unsupported ones", async () => {
+    const r = await post("/v1/completions", {
+      prompt: "Soru: 1?\n",
+      max_tokens: 4,
+      seed: 1,
+      user: "u1",
+      metadata: { a: "b" },
+      store: false,
+      presence_penalty: 0,
+      frequency_penalty: 0,
+      logit_bias: {},
+      best_of: 1,
+      suffix: null,
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const plain = await post("/v1/completions", { prompt: "Soru: 1?\n", max_tokens: 4, seed: 1 });
+    assert.equal(r.json.choices[0].text, plain.json.choices[0].text);
+  });
+
+  it("takes prompts as token ids and tokenizes like vLLM (/tokenize, /detokenize, /tokenizer_info)", async () => {
+    const text = "Soru: 4 + 4?\n";
+    const ids = engine.tokenizer.encode(text);
+    const t = await post("/tokenize", { prompt: text });
+    assert.deepEqual(t.json.tokens, ids);
+    assert.equal(t.json.count, ids.length);
+    const d = await post("/detokenize", { tokens: ids });
+    assert.equal(d.json.prompt, text);
+    const info = (await (await fetch(`${base}/tokenizer_info`)).json()) as Record<string, unknown>;
+    assert.ok("eos_token" in info);
+    const byIds = await post("/v1/completions", { prompt: ids, seed: 11, max_tokens: 5 });
+    const byText = await post("/v1/completions", { prompt: text, seed: 11, max_tokens: 5 });
+    assert.equal(byIds.json.choices[0].text, byText.json.choices[0].text);
+    const two = await post("/v1/completions", { prompt: [ids, ids], seed: 11, max_tokens: 5 });
+    assert.equal(two.json.choices.length, 2);
+  });
+
+  it("echo returns the prompt before the completion; max_tokens 0 returns the prompt only", async () => {
+    const r = await post("/v1/completions", { prompt: "Soru: 9?\n", seed: 2, max_tokens: 5, echo: true });
+    const plain = await post("/v1/completions", { prompt: "Soru: 9?\n", seed: 2, max_tokens: 5 });
+    assert.equal(r.json.choices[0].text, `Soru: 9?\n${plain.json.choices[0].text}`);
+    const z = await post("/v1/completions", { prompt: "Soru: 9?\n", max_tokens: 0, echo: true });
+    assert.equal(z.json.choices[0].text, "Soru: 9?\n");
+    assert.equal(z.json.usage.completion_tokens, 0);
+  });
+
+  it("streams in the SSE wire format: data: chunks, finish_reason last, usage, [DONE]", async () => {
+    const r = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        messages: [{ role: "user", content: "3 + 4?" }],
+        stream: true,
+        n: 2,
+        seed: 4,
+        max_tokens: 100,
+        stream_options: { include_usage: true },
+      }),
+    });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get("content-type") ?? "", /^text\/event-stream/);
+    const raw = await r.text();
+    const events = raw.split("\n\n").filter(Boolean);
+    assert.ok(
+      events.every((e) => e.startsWith("data: ")),
+      raw.slice(0, 200),
+    );
+    assert.equal(events.at(-1), "data: [DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)));
+    const usage = chunks.at(-1);
+    assert.deepEqual(usage.choices, []);
+    const full = await post("/v1/chat/completions", {
+      messages: [{ role: "user", content: "3 + 4?" }],
+      n: 2,
+      seed: 4,
+      max_tokens: 100,
+    });
+    assert.deepEqual(usage.usage, full.json.usage);
+    for (const index of [0, 1]) {
+      const mine = chunks.slice(0, -1).filter((c: any) => c.choices[0].index === index);
+      assert.deepEqual(mine[0].choices[0].delta, { role: "assistant", content: "" });
+      assert.equal(mine.at(-1).choices[0].finish_reason, full.json.choices[index].finish_reason);
+      const text = mine.map((c: any) => c.choices[0].delta.content ?? "").join("");
+      assert.equal(text, full.json.choices[index].message.content);
+    }
+  });
 
   it("rejects wrong method and content type, then keeps serving", async () => {
     const g = await fetch(`${base}/v1/completions`);

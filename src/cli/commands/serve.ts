@@ -24,16 +24,32 @@ export function register(program: Command): void {
       32,
     )
     .option("--threads <n>", "engine threads", parseIntOption("--threads", 1, 256))
-    .addHelpText(
-      "after",
-      '\nExample:\n  ttrl serve --model models/tr-math-base --port 8000\n  curl -s localhost:8000/v1/completions -H \'content-type: application/json\' \\\n    -d \'{"prompt":"Soru: 2+2 kaçtır?\\n","max_tokens":64,"seed":1}\'\n',
+    .option(
+      "--headers-timeout <s>",
+      "seconds a client may take to send a request's headers (then 408, connection closed)",
+      parseIntOption("--headers-timeout", 1, 3600),
+      10,
     )
+    .option(
+      "--request-timeout <s>",
+      "seconds a client may take to send a whole request (headers and body)",
+      parseIntOption("--request-timeout", 1, 3600),
+      60,
+    )
+    .addHelpText("after", () => serveHelp())
     .addOption(deviceOption())
     .action(async (o) => {
       const { loadEngine } = await import("../../eval/engine.ts");
-      const { createServeServer } = await import("../../serve/server.ts");
+      const { createServeServer, checkListen } = await import("../../serve/server.ts");
+      // A taken port or an unknown host is reported before the model loads.
+      await checkListen(o.port, o.host);
       const engine = await loadEngine(o.model, { name: o.name, threads: o.threads });
-      const srv = createServeServer(engine, { batchWindowMs: o.batchWindowMs, maxBatch: o.maxBatch });
+      const srv = createServeServer(engine, {
+        batchWindowMs: o.batchWindowMs,
+        maxBatch: o.maxBatch,
+        headersTimeoutMs: o.headersTimeout * 1000,
+        requestTimeoutMs: o.requestTimeout * 1000,
+      });
       const port = await srv.listen(o.port, o.host);
       if (!["127.0.0.1", "localhost", "::1"].includes(o.host))
         process.stderr.write(
@@ -57,4 +73,33 @@ export function register(program: Command): void {
         `ttrl serve: stopped after ${s.completionRequests} completion request(s), ${s.sequences} sequence(s) in ${s.batches} batch(es), ${s.errors4xx} client error(s)\n`,
       );
     });
+}
+
+function serveHelp(): string {
+  return `
+Endpoints: GET /v1/models, /health, /tokenizer_info; POST /v1/completions, /v1/chat/completions,
+/tokenize, /detokenize (vLLM's, used by lm-evaluation-harness's remote tokenizer).
+
+Request fields:
+  used         model, prompt (string, token ids, or arrays of them) / messages, n, max_tokens
+               (max_completion_tokens), temperature, top_p, top_k, stop (up to 16), seed, stream,
+               stream_options.include_usage, logprobs (completions: top-N 0-20; chat: true with
+               top_logprobs 0-20), echo (completions; max_tokens 0 with echo scores the prompt only)
+  ignored      user, metadata, store, service_tier, parallel_tool_calls, prompt_cache_key,
+               safety_identifier (accepted with any value; they cannot change the output)
+  no-op only   presence_penalty 0, frequency_penalty 0, repetition_penalty 1, min_p 0, logit_bias {},
+               ignore_eos false, min_tokens 0, best_of 1, suffix "", response_format {"type":"text"},
+               tools [], tool_choice "none"/"auto", functions [], function_call "none"/"auto",
+               modalities ["text"] (any other value: 400 naming the field)
+  anything else: 400 "unknown field" (as the OpenAI API does), so a typo is never a silent default.
+Same request + seed -> same text, streamed or not; choice i uses seed + i. Log-probs are the model's raw
+ones (temperature 1), the numbers of \`ttrl logprob\`. A client that disconnects stops its generation.
+
+Example:
+  ttrl serve --model models/tr-math-base --port 8000
+  curl -s localhost:8000/v1/completions -H 'content-type: application/json' \\
+    -d '{"prompt":"Soru: 2+2 kaçtır?\\n","max_tokens":64,"seed":1}'
+  curl -sN localhost:8000/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{"messages":[{"role":"user","content":"2+2?"}],"stream":true}'
+`;
 }
