@@ -4,7 +4,15 @@
  * message. The bad-input tests at the end need no venv.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -199,6 +207,39 @@ describe("engine trl on models/tr-math-base", { skip, concurrency: false }, () =
     assert.deepEqual(rec.mismatches, []);
     assert.equal(rec.checked, 4);
     assert.ok(existsSync(join(out, "final", "model.safetensors")));
+  });
+});
+
+describe("engine trl: a model TRL cannot load", { skip }, () => {
+  it("fails with transformers' message, no stack trace, and no final/", () => {
+    const bad = join(root, "bad-model");
+    mkdirSync(bad, { recursive: true });
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(MODEL, f), join(bad, f));
+    const cfg = JSON.parse(readFileSync(join(MODEL, "config.json"), "utf8"));
+    writeFileSync(join(bad, "config.json"), JSON.stringify({ ...cfg, model_type: "no-such-architecture" }));
+    const out = join(root, "trl-bad-model");
+    const r = ttrl(
+      [
+        "train",
+        "--engine",
+        "trl",
+        "--model",
+        bad,
+        "--data",
+        DATA,
+        "--reward",
+        "majority",
+        "--out",
+        out,
+        ...flags(SETTINGS),
+      ],
+      env,
+    );
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /engine trl: .*bad-model: transformers cannot load the (model|tokenizer)/);
+    assert.match(r.stderr, /last good checkpoint: none/);
+    assert.doesNotMatch(r.stderr, /Traceback|\n\s+at /);
+    assert.ok(!existsSync(join(out, "final")));
   });
 });
 
