@@ -10,8 +10,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
 py="${PYTHON:-python3}"
+if ! command -v "$py" >/dev/null 2>&1 || ! "$py" -c "import venv, ensurepip" >/dev/null 2>&1; then
+  # A clean CI machine may lack Python: Debian's python3 + venv (apt-get, as root or with sudo -n).
+  SUDO=""
+  [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && SUDO="sudo -n"
+  if [ -z "${PYTHON:-}" ] && command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = "0" ] || [ -n "$SUDO" ]; }; then
+    echo "setup-python: installing Debian's python3 and python3-venv (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
+  fi
+fi
 if ! command -v "$py" >/dev/null 2>&1; then
-  echo "setup-python: $py not found; install Python 3.10+ or set PYTHON=/path/to/python3" >&2
+  echo "setup-python: $py not found; install Python 3.10+ (with venv) or set PYTHON=/path/to/python3" >&2
   exit 2
 fi
 if [ ! -x .venv/bin/python ]; then
