@@ -182,6 +182,31 @@ export function launchCommand(
   return [...launch, ...run];
 }
 
+function withoutPython(trl: TrlOptions): Omit<TrlOptions, "python"> {
+  const { python: _python, ...rest } = trl;
+  return rest;
+}
+
+/** Settings a resume may change: they do not change the weights. */
+export const TRL_RESUME_MAY_CHANGE = ["save_steps", "save_total_limit", "log_completions_steps", "threads"];
+
+/**
+ * A resumed run keeps the settings that decide the weights (as the jax engine's resume does): a usage error
+ * naming each changed one.
+ */
+export function checkResumeSettings(outDir: string, now: Record<string, unknown>): void {
+  const p = join(outDir, "config.json");
+  if (!existsSync(p)) return;
+  const saved = JSON.parse(readFileSync(p, "utf8")) as Record<string, unknown>;
+  const skip = new Set([...TRL_RESUME_MAY_CHANGE, "total_steps", "resumed_changes"]);
+  const keys = [...new Set([...Object.keys(saved), ...Object.keys(now)])].filter((k) => !skip.has(k));
+  const diff = keys.filter((k) => JSON.stringify(saved[k] ?? null) !== JSON.stringify(now[k] ?? null));
+  if (diff.length)
+    throw new UsageError(
+      `--resume: ${diff.map((k) => `${k} ${JSON.stringify(saved[k])} → ${JSON.stringify(now[k])}`).join(", ")} differ from the run saved in ${p}; a resumed run keeps the settings that decide the weights (drop the changed flags, or start a new run with --out elsewhere or --overwrite)`,
+    );
+}
+
 export async function trainTrl(o: TrlRunOptions, explicitProcesses = false): Promise<TrlRunResult> {
   const t0 = performance.now();
   const c = o.config;
@@ -189,6 +214,7 @@ export async function trainTrl(o: TrlRunOptions, explicitProcesses = false): Pro
   const dataFile = o.dataFile ?? c.data;
   const world = worldSize(trl, explicitProcesses);
   validateTrl(c, trl, world);
+  if (o.resume) checkResumeSettings(o.outDir, { ...c, engine: "trl", ...withoutPython(trl) });
   // Python and its modules before any work (exit 2 with the setup command when missing).
   const { python, source } = findPython(trl.python);
   checkPython(python, source);
@@ -239,8 +265,12 @@ export async function trainTrl(o: TrlRunOptions, explicitProcesses = false): Pro
   rmSync(join(out, "DONE"), { force: true });
   rmSync(join(out, "final"), { recursive: true, force: true });
   if (!o.resume) rmSync(join(out, "checkpoints"), { recursive: true, force: true });
-  const { python: _py, ...trlSaved } = trl;
-  await writeJsonAtomic(join(out, "config.json"), { ...c, engine: "trl", ...trlSaved, total_steps: steps });
+  await writeJsonAtomic(join(out, "config.json"), {
+    ...c,
+    engine: "trl",
+    ...withoutPython(trl),
+    total_steps: steps,
+  });
 
   const scorer = createScorer({ config: c, rows: o.rows, prompts, rowAt });
   const svc: RewardService = await startRewardService(scorer);

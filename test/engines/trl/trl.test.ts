@@ -338,4 +338,23 @@ describe("engine trl: bad input fails before any work (no venv needed)", () => {
     assert.match(d.stderr, /\(12\) must be divisible by processes × gradient_accumulation_steps \(8 × 1\)/);
     assert.ok(!existsSync(out) || readdirSync(out).length === 0);
   });
+
+  it("--resume with a setting that decides the weights changed is refused, naming it", () => {
+    const run = join(root, "saved-run");
+    mkdirSync(run, { recursive: true });
+    const config = resolveGrpoConfig([
+      { where: "test", values: { model: MODEL, data: DATA, reward: "majority", ...SETTINGS } },
+    ]);
+    const { python: _p, ...trl } = TRL_DEFAULTS;
+    writeFileSync(
+      join(run, "config.json"),
+      JSON.stringify({ ...config, engine: "trl", ...trl, total_steps: 2 }),
+    );
+    const r = ttrl(["train", "--out", run, "--resume", "--learning-rate", "0.5", "--save-steps", "2"], {
+      TTRL_PYTHON: join(root, "no-such-python"),
+    });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /--resume: learning_rate 0\.001 → 0\.5 differ from the run saved/);
+    assert.doesNotMatch(r.stderr, /save_steps/, "save_steps may change on resume");
+  });
 });
