@@ -3,7 +3,10 @@
  * sending /v1/completions requests back to back. Reports requests/s, tokens/s, p50/p99 latency, failed
  * requests, the server's batch sizes and its resident memory over time (bounded memory: RSS late in the
  * run vs early). The server runs as a child process (`ttrl serve`), so its memory is its own.
- * Env: SERVE_BENCH_SECONDS (default 60), SERVE_BENCH_CLIENTS (default 64), TTRL_THREADS (default 1).
+ * Then the same clients stream (`stream: true`) for SERVE_BENCH_STREAM_SECONDS: time to first token (the first
+ * chunk with text, from sending the request) p50/p99 under that load.
+ * Env: SERVE_BENCH_SECONDS (default 60), SERVE_BENCH_STREAM_SECONDS (default 30), SERVE_BENCH_CLIENTS
+ * (default 64), TTRL_THREADS (default 1).
  * No peer server is available offline on this machine, so there is no ratio against one.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -13,6 +16,7 @@ import { join } from "node:path";
 import { machineLine, writeSection } from "./lib.ts";
 
 const SECONDS = Number(process.env.SERVE_BENCH_SECONDS ?? 60);
+const STREAM_SECONDS = Number(process.env.SERVE_BENCH_STREAM_SECONDS ?? 30);
 const CLIENTS = Number(process.env.SERVE_BENCH_CLIENTS ?? 64);
 const THREADS = process.env.TTRL_THREADS ?? "1";
 const MAX_TOKENS = 16;
@@ -139,6 +143,8 @@ async function main() {
     await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
     clearInterval(sampler);
     const wall = (performance.now() - t0) / 1000;
+    const stream = await streamLoad(base, errors);
+    failed += stream.failed;
     const sorted = [...latencies].sort((a, b) => a - b);
     const rssEnd = rssMiB(pid);
     const rssPeak = Math.max(rssStart, ...rssSamples.map(([, r]) => r).filter(Number.isFinite));
@@ -156,6 +162,9 @@ async function main() {
       `| requests/s | ${(ok / wall).toFixed(1)} |`,
       `| completion tokens/s | ${(tokens / wall).toFixed(0)} |`,
       `| latency p50 / p99 / max | ${pctile(sorted, 0.5).toFixed(0)} / ${pctile(sorted, 0.99).toFixed(0)} / ${(sorted.at(-1) ?? Number.NaN).toFixed(0)} ms |`,
+      `| streaming (${CLIENTS} clients, ${STREAM_SECONDS} s): requests ok / failed | ${stream.ttft.length} / ${stream.failed} |`,
+      `| streaming: time to first token p50 / p99 | ${pctile(stream.ttft, 0.5).toFixed(0)} / ${pctile(stream.ttft, 0.99).toFixed(0)} ms |`,
+      `| streaming: full response p50 / p99 | ${pctile(stream.total, 0.5).toFixed(0)} / ${pctile(stream.total, 0.99).toFixed(0)} ms |`,
       `| server RSS after warm-up / at ${(SECONDS / 2).toFixed(0)} s / end / peak | ${rssStart.toFixed(0)} / ${rssHalf.toFixed(0)} / ${rssEnd.toFixed(0)} / ${rssPeak.toFixed(0)} MiB |`,
     ];
     if (errors.size) lines.push("", `Errors: ${[...errors].map(([k, v]) => `${v}× ${k}`).join("; ")}`);
@@ -175,6 +184,67 @@ async function main() {
     if (!exited) child.kill("SIGKILL");
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * CLIENTS clients streaming back to back for STREAM_SECONDS: per request, the time to the first chunk with
+ * text and to [DONE] (sorted, ms).
+ */
+async function streamLoad(
+  base: string,
+  errors: Map<string, number>,
+): Promise<{ ttft: number[]; total: number[]; failed: number }> {
+  const ttft: number[] = [];
+  const total: number[] = [];
+  let failed = 0;
+  const end = performance.now() + STREAM_SECONDS * 1000;
+  const client = async (c: number) => {
+    for (let i = 0; performance.now() < end; i++) {
+      const s = performance.now();
+      let first = Number.NaN;
+      try {
+        const r = await fetch(`${base}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            model: "tiny",
+            prompt: `Soru: ${c} kalem ve ${i} silgi, toplam kaç?\n`,
+            max_tokens: MAX_TOKENS,
+            temperature: 1,
+            seed: c * 100_000 + i + 7,
+            stream: true,
+          }),
+        });
+        if (r.status !== 200 || !r.body) throw new Error(`HTTP ${r.status}`);
+        const dec = new TextDecoder();
+        let buf = "";
+        let done = false;
+        for await (const part of r.body) {
+          buf += dec.decode(part as Uint8Array, { stream: true });
+          let at = buf.indexOf("\n\n");
+          while (at >= 0) {
+            const ev = buf.slice(0, at);
+            buf = buf.slice(at + 2);
+            at = buf.indexOf("\n\n");
+            if (ev === "data: [DONE]") done = true;
+            else if (Number.isNaN(first) && JSON.parse(ev.slice(6)).choices?.[0]?.text)
+              first = performance.now() - s;
+          }
+        }
+        if (!done) throw new Error("stream ended without [DONE]");
+        total.push(performance.now() - s);
+        ttft.push(Number.isNaN(first) ? performance.now() - s : first);
+      } catch (e) {
+        failed++;
+        const k = `stream: ${(e as Error).message}`;
+        errors.set(k, (errors.get(k) ?? 0) + 1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
+  ttft.sort((a, b) => a - b);
+  total.sort((a, b) => a - b);
+  return { ttft, total, failed };
 }
 
 await main();
