@@ -237,21 +237,22 @@ export async function saveModel(
 // ---------------------------------------------------------------------------------------------------------
 // Compiled functions, one set per model object.
 
+/** `decodeStep` with the config bound (see forward.ts for the arguments). */
+type Step = (
+  p: Params,
+  c: KvCache,
+  r: KvCache,
+  tok: JArray,
+  base: JArray,
+  slot: JArray,
+  cos: JArray,
+  sin: JArray,
+) => { logits: JArray; recent: KvCache };
+
 interface Compiled {
   logprobs: OwnedFunction<(p: Params, ids: JArray, tg: JArray) => JArray>;
   prefill: Map<number, OwnedFunction<(p: Params, ids: JArray, last: JArray) => StepOut>>;
-  step: OwnedFunction<
-    (
-      p: Params,
-      c: KvCache,
-      r: KvCache,
-      tok: JArray,
-      base: JArray,
-      slot: JArray,
-      cos: JArray,
-      sin: JArray,
-    ) => { logits: JArray; recent: KvCache }
-  >;
+  step: OwnedFunction<Step>;
   flush: OwnedFunction<(c: KvCache, r: KvCache, base: JArray) => KvCache>;
   /** Rows of a prefill's logits and cache picked by `rows` (int32 [B]). */
   expand: OwnedFunction<(o: StepOut, rows: JArray) => StepOut>;
@@ -263,21 +264,12 @@ function compiledFor(model: Model): Compiled {
   const have = compiled.get(model);
   if (have) return have;
   const cfg = model.config;
+  const step: Step = (p, c, r, tok, base, slot, cos, sin) =>
+    decodeStep(p, cfg, c, r, tok, base, slot, cos, sin);
   const c: Compiled = {
     logprobs: jit((p: Params, ids: JArray, tg: JArray) => tokenLogprobs(p, cfg, ids, tg)),
     prefill: new Map(),
-    step: jit(
-      (
-        p: Params,
-        c: KvCache,
-        r: KvCache,
-        tok: JArray,
-        base: JArray,
-        slot: JArray,
-        cos: JArray,
-        sin: JArray,
-      ) => decodeStep(p, cfg, c, r, tok, base, slot, cos, sin),
-    ),
+    step: jit(step),
     flush: jit((c: KvCache, r: KvCache, base: JArray) => flushRecent(c, r, base)),
     expand: jit((o: StepOut, rows: JArray) => {
       const pick = (x: JArray) => np.take(x, rows.ref, 0);

@@ -19,6 +19,7 @@ import {
 } from "../../src/io/dtype.ts";
 import { runMerge } from "../../src/merge/index.ts";
 import { dareTensor } from "../../src/merge/methods/dare.ts";
+import type { TaskTensorFn } from "../../src/merge/methods/task_arithmetic.ts";
 import { tiesTensor } from "../../src/merge/methods/ties.ts";
 import { Rng } from "../../src/util/rng.ts";
 
@@ -119,11 +120,8 @@ const decode = (r: Uint8Array, dtype: DType) => {
 };
 
 /** The per-tensor function of ties, or of dare_ties (densities of 1: no draws, no sparsification). */
-const mergeOf = (method: "ties" | "dare_ties"): typeof tiesTensor =>
-  method === "ties"
-    ? tiesTensor
-    : (base, others, o, work, out) =>
-        dareTensor(base, others, { ...o, consensus: true, rng: new Rng(0) }, work, out);
+const mergeOf = (method: "ties" | "dare_ties"): TaskTensorFn =>
+  method === "ties" ? tiesTensor : dareTensor(new Rng(0), true);
 
 describe("ties / dare_ties with normalize in bf16 and fp16 (issue 15 item 5)", () => {
   it("the agreeing weights are summed in the merge dtype: 0.69921875 + 0.5 = 1.203125 in bf16", () => {

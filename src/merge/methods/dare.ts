@@ -3,16 +3,8 @@
  * forked per tensor, so a merge is reproducible), rescale the rest to keep the L1 norm; then mix by sign
  * consensus (`dare_ties`) or by plain sum (`dare_linear`), as in task_arithmetic.ts.
  */
-import type { DType } from "../../io/dtype.ts";
 import type { Rng } from "../../util/rng.ts";
-import type { StoredTensor } from "../kernels/tensors.ts";
-import {
-  generalTaskArithmetic,
-  type Sparsify,
-  type TaskArithmeticOptions,
-  taParams,
-  taskArithmeticMethod,
-} from "./task_arithmetic.ts";
+import { type Sparsify, taParams, taskArithmeticMethod, variant } from "./task_arithmetic.ts";
 import type { MergeMethod } from "./types.ts";
 
 /** A Bernoulli(density) keep-mask drawn from `rng`. */
@@ -29,16 +21,9 @@ export const dareSparsify =
   (delta, density) =>
     randomMask(delta.length, density, rng);
 
-/** DARE of one tensor: sign consensus for dare_ties, plain sum for dare_linear. */
-export function dareTensor(
-  base: StoredTensor,
-  others: StoredTensor[],
-  o: Omit<TaskArithmeticOptions, "sparsify"> & { rng: Rng },
-  work: DType,
-  out: DType,
-): Uint8Array {
-  return generalTaskArithmetic(base, others, { ...o, sparsify: dareSparsify(o.rng) }, work, out);
-}
+/** DARE of one tensor: sign consensus for dare_ties, plain sum for dare_linear; masks drawn from `rng`. */
+export const dareTensor = (rng: Rng, consensus: boolean) =>
+  variant({ sparsify: dareSparsify(rng), consensus });
 
 const dareSpec = (name: string, prettyName: string) => ({
   name,

@@ -166,19 +166,27 @@ export function generalTaskArithmetic(
   return dst;
 }
 
-/** Task arithmetic (no sparsification, no consensus) of one tensor. */
-export function taskArithmeticTensor(
+/** The settings a job gives every method of the family (its non-base weights and densities, shared values). */
+export type TaskSettings = Omit<TaskArithmeticOptions, "sparsify" | "consensus">;
+
+/** The per-tensor function of a variant of the family: how it sparsifies, whether it takes sign consensus. */
+export type TaskTensorFn = (
   base: StoredTensor,
   others: StoredTensor[],
-  o: Omit<TaskArithmeticOptions, "sparsify" | "consensus">,
+  o: TaskSettings,
   work: DType,
   out: DType,
-): Uint8Array {
-  return generalTaskArithmetic(base, others, { ...o, sparsify: undefined, consensus: false }, work, out);
-}
+) => Uint8Array;
+export const variant =
+  (how: Pick<TaskArithmeticOptions, "sparsify" | "consensus">): TaskTensorFn =>
+  (base, others, o, work, out) =>
+    generalTaskArithmetic(base, others, { ...o, ...how }, work, out);
+
+/** Task arithmetic (no sparsification, no consensus) of one tensor. */
+export const taskArithmeticTensor = variant({ consensus: false });
 
 /** The options of a job's tensor: its non-base inputs' weights and densities, the shared settings. */
-export function taskOptions(job: TensorJob): Omit<TaskArithmeticOptions, "sparsify" | "consensus"> {
+export function taskOptions(job: TensorJob): TaskSettings {
   return {
     weights: perInputValues(job, "weight", true),
     densities: perInputValues(job, "density", true),

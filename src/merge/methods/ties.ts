@@ -2,14 +2,7 @@
  * TIES (trim, elect sign, merge): keep each task vector's `density` fraction of largest-magnitude entries,
  * then mix by sign consensus (task_arithmetic.ts). normalize defaults to true.
  */
-import type { DType } from "../../io/dtype.ts";
-import type { StoredTensor } from "../kernels/tensors.ts";
-import {
-  generalTaskArithmetic,
-  type TaskArithmeticOptions,
-  taParams,
-  taskArithmeticMethod,
-} from "./task_arithmetic.ts";
+import { taParams, taskArithmeticMethod, variant } from "./task_arithmetic.ts";
 import type { MergeMethod } from "./types.ts";
 
 /** Keep the `density` fraction of largest-magnitude entries (at least one), as mergekit's `magnitude`. */
@@ -28,15 +21,7 @@ export function magnitudeMask(delta: Float32Array, density: number): Uint8Array 
 }
 
 /** TIES of one tensor (base, the other inputs). */
-export function tiesTensor(
-  base: StoredTensor,
-  others: StoredTensor[],
-  o: Omit<TaskArithmeticOptions, "sparsify" | "consensus">,
-  work: DType,
-  out: DType,
-): Uint8Array {
-  return generalTaskArithmetic(base, others, { ...o, sparsify: magnitudeMask, consensus: true }, work, out);
-}
+export const tiesTensor = variant({ sparsify: magnitudeMask, consensus: true });
 
 export const ties: MergeMethod = taskArithmeticMethod(
   {
