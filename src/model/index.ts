@@ -307,15 +307,15 @@ function checkIds(seq: number[], V: number, what: string): void {
 }
 
 /**
- * Per-token log-probs of whole sequences: for each sequence of n tokens, n-1 numbers, entry i =
- * log p(token i+1 | tokens ≤ i). Batched by `batchSize` (default: as many as fit ~256 MB of logits).
+ * The batches in which whole sequences are scored: sorted by length, padded to 32-token buckets and to a
+ * power of two of rows, each under ~256 MB of logits (at most `batchSize` rows, default 32). Checks every
+ * token id and length first. Yields the rows' indices into `seqs` and the padded ids int32 [B*Tb].
  */
-export async function scoreSequences(
+export function* scoringBatches(
   model: Model,
   seqs: number[][],
-  opts?: { batchSize?: number },
-): Promise<number[][]> {
-  await initRuntime();
+  batchSize?: number,
+): Generator<{ idx: number[]; B: number; Tb: number; ids: Int32Array }> {
   const cfg = model.config;
   const V = cfg.vocabSize;
   seqs.forEach((s, i) => {
@@ -325,28 +325,41 @@ export async function scoreSequences(
         `sequence ${i} has ${s.length} tokens, more than the model's context (${cfg.maxPositionEmbeddings})`,
       );
   });
-  const out: number[][] = seqs.map(() => []);
   const order = seqs.map((_, i) => i).sort((a, b) => seqs[a].length - seqs[b].length);
-  const c = compiledFor(model);
   let at = 0;
   while (at < order.length) {
-    const maxLen = Math.max(
-      2,
-      seqs[order[Math.min(order.length - 1, at + (opts?.batchSize ?? 1e9) - 1)]].length,
-    );
+    const maxLen = Math.max(2, seqs[order[Math.min(order.length - 1, at + (batchSize ?? 1e9) - 1)]].length);
     const T = Math.min(roundUp(maxLen, 32), Math.max(maxLen, cfg.maxPositionEmbeddings));
     const fit = Math.max(1, Math.floor((256 * 2 ** 20) / (T * V * 4 * 3)));
-    const want = Math.min(opts?.batchSize ?? 32, fit, order.length - at);
-    const idx = order.slice(at, at + want);
+    const idx = order.slice(at, at + Math.min(batchSize ?? 32, fit, order.length - at));
     const Tr = Math.max(...idx.map((i) => seqs[i].length), 2);
     const Tb = Math.min(roundUp(Tr, 32), Math.max(Tr, cfg.maxPositionEmbeddings));
     const B = pow2(idx.length);
     const ids = new Int32Array(B * Tb);
+    idx.forEach((si, r) => {
+      ids.set(seqs[si], r * Tb);
+    });
+    yield { idx, B, Tb, ids };
+    at += idx.length;
+  }
+}
+
+/**
+ * Per-token log-probs of whole sequences: for each sequence of n tokens, n-1 numbers, entry i =
+ * log p(token i+1 | tokens ≤ i). Batched by `scoringBatches`.
+ */
+export async function scoreSequences(
+  model: Model,
+  seqs: number[][],
+  opts?: { batchSize?: number },
+): Promise<number[][]> {
+  await initRuntime();
+  const out: number[][] = seqs.map(() => []);
+  const c = compiledFor(model);
+  for (const { idx, B, Tb, ids } of scoringBatches(model, seqs, opts?.batchSize)) {
     const tg = new Int32Array(B * Tb);
     idx.forEach((si, r) => {
-      const s = seqs[si];
-      for (let t = 0; t < s.length; t++) ids[r * Tb + t] = s[t];
-      for (let t = 0; t + 1 < s.length; t++) tg[r * Tb + t] = s[t + 1];
+      tg.set(seqs[si].slice(1), r * Tb);
     });
     const lp = c.logprobs(
       tree.ref(model.params),
@@ -358,7 +371,6 @@ export async function scoreSequences(
       const n = seqs[si].length;
       out[si] = Array.from(data.subarray(r * Tb, r * Tb + Math.max(0, n - 1)));
     });
-    at += idx.length;
   }
   return out;
 }
