@@ -68,9 +68,6 @@ export class Batcher {
     return this.queue.length;
   }
 
-  /** Sequences running in the current batch. */
-  runningCount = 0;
-
   submit(prompt: number[], opts: SeqOptions, hooks: SeqHooks = {}): Promise<EngineGeneration> {
     return new Promise((resolve, reject) => {
       const p: Pending = { prompt, opts, hooks, resolve, reject };
@@ -121,7 +118,6 @@ export class Batcher {
     const o = batch[0].opts;
     const streaming = batch.some((p) => p.hooks.onToken || p.hooks.signal);
     const stopped = new Set<number>();
-    this.runningCount = batch.length;
     try {
       const gens = await this.engine.generate(
         batch.map((p) => p.prompt),
@@ -165,7 +161,6 @@ export class Batcher {
       for (const p of batch) p.reject(e);
     } finally {
       this.running = false;
-      this.runningCount = 0;
       if (this.queue.length) this.schedule();
     }
   }
