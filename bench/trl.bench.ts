@@ -25,7 +25,7 @@ try {
   process.exit(0);
 }
 
-const STEPS = Number(process.env.TRL_BENCH_STEPS ?? 5);
+const STEPS = Number(process.env.TRL_BENCH_STEPS ?? 12);
 const settings = {
   model: "models/tr-math-base",
   data: "data/tr-math/train.jsonl",
