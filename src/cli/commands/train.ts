@@ -73,6 +73,11 @@ Examples:
     const fileReward = configFile === undefined ? undefined : readSettingsFile(configFile).reward;
     if (!resume && flags.reward === undefined && fileReward === undefined)
       throw new UsageError("--reward is required: accuracy or majority");
+    // --device picks the device of ttrl's own engine; the trl engine trains on torch's devices.
+    if (settings.engine === "trl" && o.device !== undefined && o.device !== "wasm")
+      throw new UsageError(
+        `--device ${String(o.device)} is an option of engine jax only; engine trl runs on torch's devices (CUDA when present: num_processes, accelerate_config)`,
+      );
     const res = await runGrpo({ ...settings, out, resume, overwrite: Boolean(o.overwrite) });
     const cfg = settings.config;
     const last = res.log[res.log.length - 1] ?? {};

@@ -312,6 +312,24 @@ describe("engine trl: bad input fails before any work (no venv needed)", () => {
     ]);
     assert.equal(c.status, 2);
     assert.match(c.stderr, /engine must be one of jax, trl/);
+    const e = ttrl(
+      [
+        "train",
+        "--engine",
+        "trl",
+        "--device",
+        "webgpu",
+        "--model",
+        MODEL,
+        "--data",
+        DATA,
+        "--reward",
+        "majority",
+      ].concat(["--out", out]),
+      { TTRL_PYTHON: join(root, "no-such-python") },
+    );
+    assert.equal(e.status, 2, e.stderr);
+    assert.match(e.stderr, /--device webgpu is an option of engine jax only/);
     const d = ttrl(
       [
         "train",
