@@ -201,6 +201,29 @@ describe("ttrl serve with the openai client (models/tr-math-base)", () => {
     assertClose(streamed.slice(0, nText), ref, 1e-4, "streamed completion");
   });
 
+  it("a streamed echo with logprobs sends the prompt first; its pieces join into the non-streamed choice", async () => {
+    const body = { model: "tr-math-base", prompt, max_tokens: 12, seed: 4, echo: true, logprobs: 2 };
+    const full = (await client.completions.create(body)).choices[0];
+    const parts: OpenAI.Completions.CompletionChoice[] = [];
+    for await (const ch of await client.completions.create({ ...body, stream: true }))
+      parts.push(ch.choices[0]);
+    assert.equal(parts[0].text, prompt);
+    assert.equal(parts[0].logprobs!.token_logprobs![0], null);
+    assert.equal(parts.map((p) => p.text).join(""), full.text);
+    const cat = (k: "tokens" | "text_offset" | "token_logprobs") =>
+      parts.flatMap(
+        (p) => ((p.logprobs as Record<string, unknown[]> | null)?.[k] ?? []) as (number | string | null)[],
+      );
+    assert.deepEqual(cat("tokens"), full.logprobs!.tokens);
+    assert.deepEqual(cat("text_offset"), full.logprobs!.text_offset);
+    assertClose(
+      cat("token_logprobs").slice(1) as number[],
+      full.logprobs!.token_logprobs!.slice(1) as number[],
+      1e-4,
+      "echo",
+    );
+  });
+
   it("chat logprobs: content[] with token, logprob and top_logprobs, equal to scoring the chat text", async () => {
     const messages = [{ role: "user" as const, content: "Soru: 2 ve 2 toplamı?" }];
     const r = await client.chat.completions.create({
