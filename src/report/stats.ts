@@ -409,7 +409,12 @@ export function findings(s: EvalStats, mode: Mode = "flexible"): string[] {
   if (roles.accuracy && roles.majority) {
     const a = findDiff(s, roles.accuracy, mode, "pass@1");
     const m = findDiff(s, roles.majority, mode, "pass@1");
-    if (a && m && a.diff > 0)
+    if (a && m && a.diff > 0 && m.diff <= 0)
+      out.push(
+        `Majority-vote training (no labels) did not raise pass@1 (${pp(m.diff)} points) while label training gained ${pp(a.diff)}: ` +
+          "its votes were wrong too often to serve as labels (see the TTRL diagnostics).",
+      );
+    else if (a && m && a.diff > 0)
       out.push(
         `Majority-vote training (no labels) reached ${Math.round((m.diff / a.diff) * 100)}% of the label-trained gain in pass@1 ` +
           `(${pp(m.diff)} vs ${pp(a.diff)} points).`,

@@ -153,6 +153,25 @@ describe("findings", () => {
     assert.match(text, /accuracy given a valid answer 33\.3% → 62\.5%/);
   });
 
+  it("says plainly when majority-vote training did not help (no negative share of the gain)", async () => {
+    const qs = (correctPerQ: number) =>
+      Array.from({ length: 20 }, () => ({
+        label: "7",
+        answers: Array.from({ length: 4 }, (_, j) => (j < correctPerQ ? "7" : "9")),
+      }));
+    const s = await evalStats(
+      [
+        { label: "base", dir: evalDir("n-base", qs(2)) },
+        { label: "grpo-accuracy", dir: evalDir("n-acc", qs(3)) },
+        { label: "ttrl-majority", dir: evalDir("n-maj", qs(1)) },
+      ],
+      { ks: [1, 4] },
+    );
+    const text = findings(s).join("\n");
+    assert.match(text, /did not raise pass@1 \(−25\.0 points\) while label training gained \+25\.0/);
+    assert.doesNotMatch(text, /reached -?\d+% of the label-trained gain/);
+  });
+
   it("finds the label-trained and majority-trained models by name, never the merge", () => {
     assert.deepEqual(studyRoles(["base", "merged-slerp", "grpo-accuracy", "ttrl-majority"]), {
       accuracy: "grpo-accuracy",
@@ -168,15 +187,19 @@ describe("charts with statistics", () => {
     const s = await evalStats(runs.evals.map((e) => ({ label: e.label, dir: e.dir })));
     const { charts } = buildCharts(runs, s);
     const k = charts.find((c) => c.id === "k_sampling_metrics_flexible");
-    const rows = (k?.spec.data as { values: Record<string, number | string>[] }).values;
+    assert.ok(k, "no pass@k chart");
+    const rows = ((k?.spec.data ?? { values: [] }) as { values: Record<string, number | string>[] }).values;
     const r = rows.find((x) => x.model === runs.evals[0].label && x.metric === "cons@k" && x.k === 8);
     const est = s.models[0].modes.flexible.cons["8"];
     assert.deepEqual([r?.lo, r?.hi], [est.lo, est.hi]);
     assert.ok(est.hi > est.lo);
     assert.match(JSON.stringify(k?.spec), /"y2":\{"field":"hi"\}/);
     const d = charts.find((c) => c.id === "ttrl_diagnostics");
-    const drows = (d?.spec.data as { values: { run: string; step: number; panel: string; value: number }[] })
-      .values;
+    const drows = (
+      (d?.spec.data ?? { values: [] }) as {
+        values: { run: string; step: number; panel: string; value: number }[];
+      }
+    ).values;
     const panels = [...new Set(drows.map((x) => x.panel))];
     assert.equal(panels.length, 4);
     const log = readFileSync(join(EXP, "train/majority/train_log.jsonl"), "utf8")
@@ -192,7 +215,8 @@ describe("charts with statistics", () => {
   it("without statistics the pass@k chart has no interval fields (older callers)", async () => {
     const { charts } = buildCharts(await loadRuns([EXP]));
     const k = charts.find((c) => c.id === "k_sampling_metrics_strict");
-    const rows = (k?.spec.data as { values: Record<string, unknown>[] }).values;
+    assert.ok(k, "no pass@k chart");
+    const rows = ((k?.spec.data ?? { values: [] }) as { values: Record<string, unknown>[] }).values;
     assert.ok(rows.every((x) => x.lo === undefined));
   });
 });
