@@ -12,7 +12,7 @@ import { pct, table } from "../eval/summary.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
 import { type EvalStats, evalStats, findDiff, findings } from "../report/stats.ts";
 import { TtrlError } from "../util/errors.ts";
-import type { ExperimentConfig } from "./config.ts";
+import { type ExperimentConfig, trainSettingsFor } from "./config.ts";
 import { hashJson, hashPath, runStage, type StageOutcome } from "./stages.ts";
 import { hasCheckpoint, realSteps, type Steps } from "./steps.ts";
 
@@ -193,17 +193,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   };
   for (const reward of ["accuracy", "majority"] as const) {
     const runDir = join(root, "train", reward);
-    const settings = {
-      seed: cfg.seed,
-      prompt_template: cfg.template,
-      answer_format: cfg.format,
-      locale: cfg.locale,
-      ...cfg.train,
-      ...cfg.runs[reward],
-      model: resolve(cfg.model),
-      data: resolve(cfg.train_data),
-      reward,
-    };
+    const settings = trainSettingsFor(cfg, reward);
     const configFile = join(root, "train", `${reward}.yml`);
     const finalDir = join(runDir, "final");
     const out = await stage({

@@ -14,6 +14,7 @@ import { type EngineName, splitEngineLayers, type TrlOptions } from "../engines/
 import { UsageError } from "../util/errors.ts";
 import { type GrpoConfig, resolveGrpoConfig } from "./config.ts";
 import type { GrpoLogEntry } from "./log.ts";
+import type { Policy } from "./policy.ts";
 import type { SftConfig } from "./sft.ts";
 import { savedSettings } from "./state.ts";
 
@@ -113,10 +114,7 @@ export async function runGrpo(job: GrpoJob): Promise<GrpoJobResult> {
     );
     return { ...res, engine: "trl", rows: rows.length, seconds: res.wallSeconds };
   }
-  const { initRuntime, runtimeThreads } = await import("../runtime/jax.ts");
-  await initRuntime(c.threads > 0 ? { threads: c.threads } : undefined);
-  const { loadPolicy } = await import("./engine.ts");
-  const { policy } = await loadPolicy(c.model, { temperature: c.temperature });
+  const { policy, threads } = await jaxPolicy(c.model, c.threads, { temperature: c.temperature });
   const { trainGrpo } = await import("./grpo.ts");
   const t0 = performance.now();
   const res = await trainGrpo({
@@ -136,8 +134,24 @@ export async function runGrpo(job: GrpoJob): Promise<GrpoJobResult> {
     log: res.log,
     rows: rows.length,
     seconds: (performance.now() - t0) / 1000,
-    threads: runtimeThreads(),
+    threads,
   };
+}
+
+/**
+ * The jax engine's side of a run: start the runtime (its device and `threads` compute threads; 0 or absent:
+ * the engine's default) and load the model folder as a trainable policy.
+ */
+async function jaxPolicy(
+  model: string,
+  threads: number | undefined,
+  opts?: { temperature?: number },
+): Promise<{ policy: Policy; threads: number }> {
+  const { initRuntime, runtimeThreads } = await import("../runtime/jax.ts");
+  await initRuntime(threads ? { threads } : undefined);
+  const { loadPolicy } = await import("./engine.ts");
+  const { policy } = await loadPolicy(model, opts);
+  return { policy, threads: runtimeThreads() };
 }
 
 export interface SftJob {
@@ -160,10 +174,7 @@ export async function runSft(job: SftJob): Promise<{
   const c = job.config;
   const { readSftRows } = await import("./data.ts");
   const rows = await readSftRows(c.data);
-  const { initRuntime, runtimeThreads } = await import("../runtime/jax.ts");
-  await initRuntime(job.threads ? { threads: job.threads } : undefined);
-  const { loadPolicy } = await import("./engine.ts");
-  const { policy } = await loadPolicy(c.model);
+  const { policy, threads } = await jaxPolicy(c.model, job.threads);
   const { trainSft } = await import("./sft.ts");
   const t0 = performance.now();
   const res = await trainSft({
@@ -180,6 +191,6 @@ export async function runSft(job: SftJob): Promise<{
     log: res.log,
     rows: rows.length,
     seconds: (performance.now() - t0) / 1000,
-    threads: runtimeThreads(),
+    threads,
   };
 }
