@@ -393,19 +393,18 @@ export function binLog(log: LogRow[], max: number): LogRow[] {
   return out;
 }
 
-function trainChart(trains: TrainRun[]): ChartSpec | null {
-  const rewardKeys = new Set<string>();
-  for (const t of trains)
-    for (const row of t.log)
-      for (const k of Object.keys(row)) if (/^rewards\/.+\/mean$/.test(k)) rewardKeys.add(k);
-  const panels: [string, string][] = [
-    LOG_PANELS[0],
-    ...[...rewardKeys].sort().map((k): [string, string] => [k, `reward: ${k.slice(8, -5)}`]),
-    ...LOG_PANELS.slice(1),
-  ];
-  const rows: { run: string; step: number; panel: string; value: number }[] = [];
-  const maxSteps = Math.max(0, ...trains.map((t) => Math.min(t.log.length, MAX_LOG_POINTS)));
-  const binned = trains.some((t) => t.log.length > MAX_LOG_POINTS);
+/** One point of a per-step chart: a run's logged value of one panel at one step. */
+type LogPoint = { run: string; step: number; panel: string; value: number };
+
+/**
+ * The points of the per-step charts: every finite value of each `[key, title]` panel in every run's
+ * (binned) train log, the panels present (in `panels` order) and the runs that have points.
+ */
+function logRows(
+  trains: TrainRun[],
+  panels: [string, string][],
+): { rows: LogPoint[]; order: string[]; runs: string[] } {
+  const rows: LogPoint[] = [];
   for (const t of trains)
     for (const row of binLog(t.log, MAX_LOG_POINTS)) {
       const step = row.step;
@@ -416,12 +415,20 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
           rows.push({ run: t.label, step, panel: title, value: v });
       }
     }
-  if (rows.length === 0) return null;
   const present = new Set(rows.map((r) => r.panel));
   const order = panels.map((p) => p[1]).filter((p) => present.has(p));
   const runs = trains.filter((t) => rows.some((r) => r.run === t.label)).map((t) => t.label);
-  const smooth = maxSteps > 30 ? Math.max(2, Math.round(maxSteps / 25)) : 0;
-  const color = {
+  return { rows, order, runs };
+}
+
+/** Half-width of the centred moving mean drawn over a run of `steps` points (0: no smoothing). */
+function smoothWindow(steps: number): number {
+  return steps > 30 ? Math.max(2, Math.round(steps / 25)) : 0;
+}
+
+/** The per-step charts' colour by run, with a legend of line strokes on top. */
+function runColor(runs: string[]) {
+  return {
     field: "run",
     type: "nominal",
     title: null,
@@ -435,7 +442,28 @@ function trainChart(trains: TrainRun[]): ChartSpec | null {
       symbolSize: 300,
     },
   };
-  const x = { field: "step", type: "quantitative", title: "step", axis: { tickMinStep: 1, format: "d" } };
+}
+
+/** The per-step charts' x axis. */
+const STEP_X = { field: "step", type: "quantitative", title: "step", axis: { tickMinStep: 1, format: "d" } };
+
+function trainChart(trains: TrainRun[]): ChartSpec | null {
+  const rewardKeys = new Set<string>();
+  for (const t of trains)
+    for (const row of t.log)
+      for (const k of Object.keys(row)) if (/^rewards\/.+\/mean$/.test(k)) rewardKeys.add(k);
+  const panels: [string, string][] = [
+    LOG_PANELS[0],
+    ...[...rewardKeys].sort().map((k): [string, string] => [k, `reward: ${k.slice(8, -5)}`]),
+    ...LOG_PANELS.slice(1),
+  ];
+  const maxSteps = Math.max(0, ...trains.map((t) => Math.min(t.log.length, MAX_LOG_POINTS)));
+  const binned = trains.some((t) => t.log.length > MAX_LOG_POINTS);
+  const { rows, order, runs } = logRows(trains, panels);
+  if (rows.length === 0) return null;
+  const smooth = smoothWindow(maxSteps);
+  const color = runColor(runs);
+  const x = STEP_X;
   const yAxis = {
     title: null,
     tickCount: 4,
@@ -513,41 +541,16 @@ export const DIAGNOSTIC_PANELS: [string, string][] = [
 ];
 
 function diagnosticsChart(trains: TrainRun[]): ChartSpec | null {
-  const rows: { run: string; step: number; panel: string; value: number }[] = [];
-  for (const t of trains)
-    for (const row of binLog(t.log, MAX_LOG_POINTS)) {
-      const step = row.step;
-      if (step === null || step === undefined) continue;
-      for (const [key, title] of DIAGNOSTIC_PANELS) {
-        const v = row[key];
-        if (typeof v === "number" && Number.isFinite(v))
-          rows.push({ run: t.label, step, panel: title, value: v });
-      }
-    }
+  const { rows, order, runs } = logRows(trains, DIAGNOSTIC_PANELS);
   // the chart is about the vote: without pseudo-label accuracy or majority ratio there is nothing to show
   if (!rows.some((r) => r.panel === DIAGNOSTIC_PANELS[0][1] || r.panel === DIAGNOSTIC_PANELS[1][1]))
     return null;
-  const present = new Set(rows.map((r) => r.panel));
-  const order = DIAGNOSTIC_PANELS.map((p) => p[1]).filter((p) => present.has(p));
-  const runs = trains.filter((t) => rows.some((r) => r.run === t.label)).map((t) => t.label);
   const maxSteps = Math.max(
     ...runs.map((r) => rows.filter((x) => x.run === r && x.panel === order[0]).length),
   );
-  const smooth = maxSteps > 30 ? Math.max(2, Math.round(maxSteps / 25)) : 0;
-  const color = {
-    field: "run",
-    type: "nominal",
-    title: null,
-    scale: colorScale(runs),
-    legend: {
-      orient: "top",
-      direction: "horizontal",
-      symbolType: "stroke",
-      symbolStrokeWidth: 3,
-      symbolSize: 300,
-    },
-  };
-  const x = { field: "step", type: "quantitative", title: "step", axis: { tickMinStep: 1, format: "d" } };
+  const smooth = smoothWindow(maxSteps);
+  const color = runColor(runs);
+  const x = STEP_X;
   const y = {
     field: "value",
     type: "quantitative",
