@@ -287,17 +287,10 @@ export function createServeServer(engine: Engine, opts: ServeOptions = {}): Ttrl
         res.destroy();
       }
     };
-    const chunk = (choice: Record<string, unknown>) =>
-      write(
-        JSON.stringify({
-          id,
-          object,
-          created: createdAt,
-          model: engine.name,
-          choices: [choice],
-          ...(r.includeUsage && { usage: null }),
-        }),
-      );
+    // One SSE chunk: the envelope OpenAI repeats on every chunk, these choices, and `usage` when asked for.
+    const frame = (choices: Record<string, unknown>[], extra: Record<string, unknown>) =>
+      write(JSON.stringify({ id, object, created: createdAt, model: engine.name, choices, ...extra }));
+    const chunk = (choice: Record<string, unknown>) => frame([choice], r.includeUsage ? { usage: null } : {});
     const nChoices = r.prompts.length * r.n;
     const wantLp = r.logprobs !== null;
     // Chat: the role first; completions with echo: the prompt (and its log-probs) first.
@@ -401,17 +394,7 @@ export function createServeServer(engine: Engine, opts: ServeOptions = {}): Ttrl
       if (rest || s.pending.length) emit(k, rest, s.pending, s.pendingFrom, null);
       emit(k, "", [], s.tokens.length, g.finishReason === "length" ? "length" : "stop", stopReason);
     });
-    if (r.includeUsage)
-      write(
-        JSON.stringify({
-          id,
-          object,
-          created: createdAt,
-          model: engine.name,
-          choices: [],
-          usage: usage(r, gens),
-        }),
-      );
+    if (r.includeUsage) frame([], { usage: usage(r, gens) });
     write("[DONE]");
     res.end();
   }
