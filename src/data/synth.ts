@@ -813,6 +813,33 @@ export interface SynthOptions {
   looseFormat?: number;
   /** Reject problems with any number (in the question or a worked step) above this (default: no limit). */
   maxNumber?: number;
+  /**
+   * Share (0–1) of solutions with an arithmetic slip: the last worked step's result, and so the written
+   * answer, is off by a small non-zero amount (see {@link slipSolution}); the row's `answer` stays the
+   * true one and `meta.slip` records the offset. For warm-up sets of a base model that should be right
+   * more often than any one wrong answer, not always. 0 (default) leaves the output byte-identical.
+   */
+  slips?: number;
+}
+
+/** Offsets a slip may add to a result (one is drawn uniformly among those that keep it in range). */
+export const SLIP_OFFSETS: readonly number[] = [-3, -2, -1, 1, 2, 3];
+
+/**
+ * The worked steps with the last step's result replaced by `answer + offset` (its text after the last
+ * "="), and that wrong answer; null when the last step does not end in the answer.
+ */
+export function slipSolution(
+  steps: string[],
+  answer: number,
+  offset: number,
+  lang: Lang,
+): { steps: string[]; answer: string } | null {
+  const last = steps[steps.length - 1];
+  const eq = last.lastIndexOf("=");
+  if (eq < 0 || last.slice(eq + 1) !== formatInt(answer, lang)) return null;
+  const wrong = formatInt(answer + offset, lang);
+  return { steps: [...steps.slice(0, -1), `${last.slice(0, eq + 1)}${wrong}`], answer: wrong };
 }
 
 /** The largest number in a problem's question and worked steps (numbers read in either locale's grouping). */
@@ -866,6 +893,8 @@ export interface SynthStats {
   byTemplate: Record<string, number>;
   /** Solutions written in each loose layout (only with looseFormat > 0). */
   byLayout: Record<string, number>;
+  /** Solutions written with an arithmetic slip (only with slips > 0). */
+  slipped: number;
 }
 
 /**
@@ -922,6 +951,9 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
     throw new SynthOptionError("looseFormat", `must be in [0, 1], got ${loose}`);
   // A separate stream, so that looseFormat = 0 draws nothing from it and leaves the output unchanged.
   const layoutRng = new Rng(opts.seed).fork(`synth/${lang}/layout`);
+  const slips = opts.slips ?? 0;
+  if (!(slips >= 0 && slips <= 1)) throw new SynthOptionError("slips", `must be in [0, 1], got ${slips}`);
+  const slipRng = new Rng(opts.seed).fork(`synth/${lang}/slips`);
   const stats: SynthStats = {
     attempts: 0,
     rejected: {},
@@ -929,6 +961,7 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
     byLevel: {},
     byTemplate: {},
     byLayout: {},
+    slipped: 0,
   };
   const reject = (why: string) => {
     stats.rejected[why] = (stats.rejected[why] ?? 0) + 1;
@@ -976,10 +1009,24 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
       continue;
     }
     seen.add(out.q);
-    let written = solution;
+    let steps = out.steps;
+    let shown = answer;
+    let slip = 0;
+    if (slips > 0 && slipRng.next() < slips) {
+      const max = opts.maxNumber ?? Number.POSITIVE_INFINITY;
+      const ok = SLIP_OFFSETS.filter((d) => out.answer + d >= 0 && out.answer + d <= max);
+      const d = ok[slipRng.int(ok.length)];
+      const s = slipSolution(out.steps, out.answer, d, lang);
+      if (s) {
+        ({ steps, answer: shown } = s);
+        slip = d;
+        stats.slipped++;
+      }
+    }
+    let written = slip ? solutionText(steps, shown, lang) : solution;
     if (loose > 0 && layoutRng.next() < loose) {
       const layout = LOOSE_LAYOUTS[layoutRng.int(LOOSE_LAYOUTS.length)];
-      written = looseSolution(out.steps, answer, lang, layout);
+      written = looseSolution(steps, shown, lang, layout);
       stats.byLayout[layout] = (stats.byLayout[layout] ?? 0) + 1;
     }
     rows.push({
@@ -988,7 +1035,9 @@ export function synthesize(opts: SynthOptions): { rows: DataRow[]; stats: SynthS
       answer: String(out.answer),
       solution: written,
       source: `synth-${lang}`,
-      meta: { template: tmpl.name, ops: tmpl.ops, level },
+      meta: slip
+        ? { template: tmpl.name, ops: tmpl.ops, level, slip }
+        : { template: tmpl.name, ops: tmpl.ops, level },
     });
     const inc = (m: Record<string, number>, k: string | number) => {
       m[k] = (m[k] ?? 0) + 1;

@@ -10,6 +10,7 @@ import { loadRows, rowToJson } from "../../src/data/schema.ts";
 import {
   formatInt,
   LOOSE_LAYOUTS,
+  SLIP_OFFSETS,
   SynthOptionError,
   synthesize,
   synthesizeDrills,
@@ -224,6 +225,52 @@ describe("data synth", () => {
     assert.throws(
       () => synthesize({ lang: "tr", n: 5, seed: 1, looseFormat: 1.5 }),
       /^SynthOptionError: looseFormat: /,
+    );
+  });
+
+  it("--slips writes that share of solutions with the last result off by 1-3, the row's answer kept true", () => {
+    const opts = { lang: "tr" as const, n: 600, seed: 9, ops: [1, 2], levels: [1], maxNumber: 30 };
+    const base = synthesize(opts).rows;
+    const zero = synthesize({ ...opts, slips: 0 }).rows;
+    assert.equal(zero.map(rowToJson).join("\n"), base.map(rowToJson).join("\n"));
+    const { rows, stats } = synthesize({ ...opts, slips: 0.4 });
+    assert.deepEqual(
+      rows.map((r) => [r.id, r.question, r.answer]),
+      base.map((r) => [r.id, r.question, r.answer]),
+    );
+    let slipped = 0;
+    const offsets = new Set<number>();
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i];
+      const got = extractAnswer(r.solution!, "strict", { format: "mantik-cevap", locale: "tr-TR" });
+      assert.equal(got.valid, true, r.solution);
+      const d = (r.meta as { slip?: number }).slip;
+      if (d === undefined) {
+        assert.equal(r.solution, base[i].solution);
+        continue;
+      }
+      slipped++;
+      offsets.add(d);
+      assert.ok(SLIP_OFFSETS.includes(d), `offset ${d}`);
+      const wrong = Number(r.answer) + d;
+      assert.equal(got.answer, String(wrong));
+      assert.ok(wrong >= 0 && wrong <= 30, `slipped answer ${wrong} in range`);
+      // Only the last step's result changed: every line but the last result is the clean solution's.
+      const a = r.solution!.split("\n");
+      const b = base[i].solution!.split("\n");
+      const last = b.indexOf("</mantık>") - 1;
+      for (let j = 0; j < a.length; j++) {
+        if (j === last) assert.equal(a[j], b[j].replace(/=[^=]+$/, `=${wrong}`));
+        else if (b[j] === r.answer) assert.equal(a[j], String(wrong));
+        else assert.equal(a[j], b[j]);
+      }
+    }
+    assert.equal(stats.slipped, slipped);
+    assert.ok(slipped > 0.4 * 600 - 45 && slipped < 0.4 * 600 + 45, `slipped share ${slipped}/600`);
+    assert.deepEqual([...offsets].sort(), [...SLIP_OFFSETS].sort());
+    assert.throws(
+      () => synthesize({ ...opts, slips: -0.1 }),
+      (e: Error) => e instanceof SynthOptionError && e.message === "slips: must be in [0, 1], got -0.1",
     );
   });
 

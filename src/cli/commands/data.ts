@@ -386,6 +386,12 @@ export function register(program: Command): void {
       0,
     )
     .option(
+      "--slips <p>",
+      "share of solutions whose last result (and answer) is off by 1-3, for base-model warm-ups (the row's answer stays true)",
+      parseFloatOption("--slips", 0, 1),
+      0,
+    )
+    .option(
       "--drills <k>",
       'also write k arithmetic-drill rows {"id","text"} (8 worked steps each) mixed into the output, for `ttrl sft`',
       parseIntOption("--drills", 0, 10_000_000),
@@ -409,11 +415,13 @@ export function register(program: Command): void {
         exclude,
         idPrefix: f.idPrefix,
         looseFormat: f.looseFormat,
+        slips: f.slips,
         maxNumber: f.maxNumber,
       };
       const { rows, stats } = asFlags(() => synthesize(opts));
       const lines = [`generated: ${rows.length} (attempts ${stats.attempts})`];
       if (f.looseFormat > 0) lines.push(`loose layouts: ${JSON.stringify(stats.byLayout)}`);
+      if (f.slips > 0) lines.push(`solutions with a slip: ${stats.slipped}`);
       lines.push(`by operations: ${JSON.stringify(stats.byOps)}, by level: ${JSON.stringify(stats.byLevel)}`);
       if (exclude.size)
         lines.push(
