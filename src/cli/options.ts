@@ -2,7 +2,14 @@
 import { statSync } from "node:fs";
 import { InvalidArgumentError, Option } from "commander";
 import type { Extractor } from "../answers/index.ts";
-import { ENGINE_DEVICES, type EngineDevice, selectDevice } from "../runtime/device.ts";
+import {
+  COMPUTE_DTYPES,
+  type ComputeDtype,
+  ENGINE_DEVICES,
+  type EngineDevice,
+  selectComputeDtype,
+  selectDevice,
+} from "../runtime/device.ts";
 import { UsageError } from "../util/errors.ts";
 
 export function parseIntOption(name: string, min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY) {
@@ -82,6 +89,25 @@ export function deviceOption(): Option {
     if (!(ENGINE_DEVICES as readonly string[]).includes(value))
       throw new InvalidArgumentError(`--device must be one of ${ENGINE_DEVICES.join(", ")}, got "${value}"`);
     selectDevice(value as EngineDevice);
+    return value;
+  });
+}
+
+/**
+ * `--compute-dtype float32|float16`, the precision of the model's matmuls, beside `--device` on every
+ * command that runs the engine. Chosen as the flag is parsed (src/runtime/device.ts); float16 (mixed
+ * precision) needs `--device webgpu` on an adapter with shader-f16, checked when the engine starts.
+ */
+export function computeDtypeOption(): Option {
+  return new Option(
+    "--compute-dtype <dtype>",
+    `precision of the model's matmuls: ${COMPUTE_DTYPES.join(" or ")} (float16: mixed precision, float32 weights and everything else; --device webgpu on an adapter with shader-f16 only; default: TTRL_COMPUTE_DTYPE or float32)`,
+  ).argParser((value: string) => {
+    if (!(COMPUTE_DTYPES as readonly string[]).includes(value))
+      throw new InvalidArgumentError(
+        `--compute-dtype must be one of ${COMPUTE_DTYPES.join(", ")}, got "${value}"`,
+      );
+    selectComputeDtype(value as ComputeDtype);
     return value;
   });
 }

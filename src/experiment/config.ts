@@ -10,7 +10,7 @@ import { checkServeCommand } from "../engines/trl/serve-command.ts";
 import { readUtf8File } from "../io/jsonl.ts";
 import { type Conditional, type ParameterSetting, parseMergeConfig, type Scalar } from "../merge/config.ts";
 import { METHODS } from "../merge/methods/index.ts";
-import { type EngineDevice, parseDevice } from "../runtime/device.ts";
+import { type ComputeDtype, type EngineDevice, parseComputeDtype, parseDevice } from "../runtime/device.ts";
 import { resolveGrpoConfig } from "../train/config.ts";
 import { InputError, UsageError } from "../util/errors.ts";
 import { mergeConfigFor } from "./index.ts";
@@ -49,6 +49,8 @@ export interface ExperimentConfig {
   report: { enabled: boolean; png: boolean };
   /** The engine's device for every stage (`--device` wins); absent: TTRL_DEVICE or wasm. */
   device?: EngineDevice;
+  /** The precision of the model's matmuls for every stage (`--compute-dtype` wins); absent: float32. */
+  compute_dtype?: ComputeDtype;
 }
 
 const PRESET_DIR = join(dirname(fileURLToPath(import.meta.url)), "presets");
@@ -86,6 +88,7 @@ export function presetObject(name: PresetName): Obj {
 const TOP_KEYS = new Set([
   "name",
   "device",
+  "compute_dtype",
   "model",
   "train_data",
   "test_data",
@@ -272,5 +275,8 @@ function validate(o: Obj, where: string): ExperimentConfig {
     },
     report: { enabled: report.enabled !== false, png: report.png !== false },
     ...(o.device === undefined ? {} : { device: parseDevice(String(o.device), `${where}: "device"`) }),
+    ...(o.compute_dtype === undefined
+      ? {}
+      : { compute_dtype: parseComputeDtype(String(o.compute_dtype), `${where}: "compute_dtype"`) }),
   };
 }

@@ -4,16 +4,32 @@
  * Ownership follows jax-js: every function here consumes its array arguments, including the params tree.
  * Callers that keep their params pass `tree.ref(params)`.
  */
-import { type Array as JArray, lax, nn, numpy as np, tree } from "../runtime/jax.ts";
+import { type Array as JArray, lax, matmulDtype, nn, numpy as np, tree } from "../runtime/jax.ts";
 import { type ModelConfig, ropeInvFreq } from "./config.ts";
 
 export type Params = Record<string, JArray>;
+
+/**
+ * The model's matmuls (projections, attention scores and values, the LM head), in the runtime's compute
+ * dtype (`--compute-dtype`, src/runtime/device.ts, fixed once the runtime starts), read as each forward is
+ * traced. float32: `np.matmul`, exactly. float16 (mixed precision, WebGPU with shader-f16 only): both
+ * inputs cast to float16, multiplied (jax-js sums float16 products in a float32 accumulator and rounds the
+ * result to float16), and the result cast back to float32 — so RMSNorm, RoPE, softmax, log-softmax, losses
+ * and every array read back to JS (Node 20 has no Float16Array) stay float32, and the parameters too.
+ * Differentiated forwards trace in float32 (jax-js cannot differentiate a cast: `float32Matmuls` in
+ * src/runtime/jax.ts), so float16 speeds up sampling and scoring, not the update. The selection matmuls
+ * that only copy rows (`selectRows`, `flushRecent`) are exact in float32 and stay there.
+ */
+function mm(a: JArray, b: JArray): JArray {
+  if (matmulDtype() === "float32") return np.matmul(a, b);
+  return np.matmul(a.astype(np.float16), b.astype(np.float16)).astype(np.float32);
+}
 
 function linear(x: JArray, w: JArray, b?: JArray): JArray {
   // w is [out, in] (HF layout). Flatten leading dims: 2-D matmuls get jax-js's tiled kernel.
   const lead = x.shape.slice(0, -1);
   const n = lead.reduce((a, c) => a * c, 1);
-  const y = np.matmul(x.reshape([n, x.shape[x.ndim - 1]]), w.transpose([1, 0]));
+  const y = mm(x.reshape([n, x.shape[x.ndim - 1]]), w.transpose([1, 0]));
   const out = (b ? y.add(b) : y).reshape([...lead, w.shape[0]]);
   return out;
 }
@@ -140,7 +156,7 @@ function attention(q: JArray, blocks: KvBlock[], config: ModelConfig): JArray {
     .mul(1 / Math.sqrt(D));
   const scores = blocks.map(({ k, mask }) => {
     const S = k.shape[1];
-    const s = np.matmul(qg.ref, k.transpose([0, 2, 3, 1])).reshape([B, K, G, T, S]);
+    const s = mm(qg.ref, k.transpose([0, 2, 3, 1])).reshape([B, K, G, T, S]);
     return np.where(mask, s, Number.NEGATIVE_INFINITY);
   });
   qg.dispose();
@@ -151,7 +167,7 @@ function attention(q: JArray, blocks: KvBlock[], config: ModelConfig): JArray {
   m.dispose();
   const z = e.map((x) => x.ref.sum(-1, { keepdims: true })).reduce((a, b) => a.add(b)); // [B,K,G,T,1]
   const o = e
-    .map((x, i) => np.matmul(x.reshape([B, K, G * T, x.shape[4]]), blocks[i].v.transpose([0, 2, 1, 3])))
+    .map((x, i) => mm(x.reshape([B, K, G * T, x.shape[4]]), blocks[i].v.transpose([0, 2, 1, 3])))
     .reduce((a, b) => a.add(b))
     .reshape([B, K, G, T, D]); // head h = k*G + g
   return o
@@ -173,7 +189,7 @@ export function forwardLogits(params: Params, config: ModelConfig, ids: JArray):
   const h = decoder(params, config, ids, cos, sin, {
     attend: (_l, q, k, v) => causalAttention(q, k, v, config),
   });
-  const logits = np.matmul(h, lmHeadWeight(params, config).transpose([1, 0]));
+  const logits = mm(h, lmHeadWeight(params, config).transpose([1, 0]));
   tree.dispose(params);
   return logits;
 }
@@ -234,7 +250,7 @@ export function prefill(
   // Pick each row's last prompt position: sum over P of h * onehot(last).
   const sel = nn.oneHot(last, P).reshape([B, P, 1]);
   const hl = h.mul(sel).sum(1); // [B, d]
-  const logits = np.matmul(hl, lmHeadWeight(params, config).transpose([1, 0]));
+  const logits = mm(hl, lmHeadWeight(params, config).transpose([1, 0]));
   tree.dispose(params);
   return { logits, cache };
 }
@@ -285,9 +301,9 @@ export function decodeStep(
       out.k.push(np.where(write.ref, kn.ref, recent.k[l].ref));
       out.v.push(np.where(write.ref, vn.ref, recent.v[l].ref));
       const qg = q.reshape([B, K, G, D]).mul(scale);
-      const s1 = np.where(cacheMask.ref, np.matmul(qg.ref, cache.k[l].transpose([0, 1, 3, 2])), neg);
-      const s2 = np.where(recentMask.ref, np.matmul(qg.ref, recent.k[l].transpose([0, 1, 3, 2])), neg);
-      const s3 = np.matmul(qg, kn.transpose([0, 1, 3, 2])); // [B,K,G,1]
+      const s1 = np.where(cacheMask.ref, mm(qg.ref, cache.k[l].transpose([0, 1, 3, 2])), neg);
+      const s2 = np.where(recentMask.ref, mm(qg.ref, recent.k[l].transpose([0, 1, 3, 2])), neg);
+      const s3 = mm(qg, kn.transpose([0, 1, 3, 2])); // [B,K,G,1]
       const m = np.maximum(
         np.maximum(s1.ref.max(-1, { keepdims: true }), s2.ref.max(-1, { keepdims: true })),
         s3.ref,
@@ -299,14 +315,14 @@ export function decodeStep(
         .sum(-1, { keepdims: true })
         .add(e2.ref.sum(-1, { keepdims: true }))
         .add(e3.ref);
-      const o = np.matmul(e1, cache.v[l]).add(np.matmul(e2, recent.v[l])).add(e3.mul(vn)).div(z);
+      const o = mm(e1, cache.v[l]).add(mm(e2, recent.v[l])).add(e3.mul(vn)).div(z);
       return o.reshape([B, 1, H, D]);
     },
   });
   write.dispose();
   cacheMask.dispose();
   recentMask.dispose();
-  const logits = np.matmul(h.reshape([B, config.hiddenSize]), lmHeadWeight(params, config).transpose([1, 0]));
+  const logits = mm(h.reshape([B, config.hiddenSize]), lmHeadWeight(params, config).transpose([1, 0]));
   tree.dispose(params);
   return { logits, recent: out };
 }
@@ -478,7 +494,7 @@ export function prefixLogprobs(
   hp.dispose();
   tree.dispose([a.prefixMask, a.cosP, a.sinP, a.cosC, a.sinC, a.sel]);
   const h = rmsNorm(hc, params["model.norm.weight"].ref, eps);
-  let logits = np.matmul(h, lmHeadWeight(params, config).transpose([1, 0]));
+  let logits = mm(h, lmHeadWeight(params, config).transpose([1, 0]));
   tree.dispose(params);
   if (temperature !== 1 && temperature > 0) logits = logits.mul(1 / temperature);
   return nn.logSoftmax(logits, -1).mul(nn.oneHot(a.targets, config.vocabSize)).sum(-1);

@@ -11,11 +11,30 @@
 import "./install.ts";
 import * as jax from "@jax-js/jax";
 import { TtrlError } from "../util/errors.ts";
-import { chosenDevice, type EngineDevice, markStarted, selectDevice } from "./device.ts";
+import {
+  type ComputeDtype,
+  checkComputeDtype,
+  chosenComputeDtype,
+  chosenDevice,
+  type EngineDevice,
+  markComputeStarted,
+  markStarted,
+  selectComputeDtype,
+  selectDevice,
+} from "./device.ts";
 import { POOL_THREADS } from "./install.ts";
 
 export * from "@jax-js/jax";
-export { ENGINE_DEVICES, type EngineDevice, parseDevice, selectDevice } from "./device.ts";
+export {
+  COMPUTE_DTYPES,
+  type ComputeDtype,
+  ENGINE_DEVICES,
+  type EngineDevice,
+  parseComputeDtype,
+  parseDevice,
+  selectComputeDtype,
+  selectDevice,
+} from "./device.ts";
 export { poolWorkers } from "./pool.ts";
 export { checkDeviceTensor, webgpuInfo, webgpuMemory } from "./webgpu.ts";
 
@@ -38,12 +57,63 @@ export function runtimeDevice(): EngineDevice {
 }
 
 /**
+ * The precision of the model's matmuls (`--compute-dtype`): float32, or float16 mixed precision (see
+ * ./device.ts and `mm` in src/model/forward.ts). Fixed once the runtime starts.
+ */
+export function runtimeComputeDtype(): ComputeDtype {
+  return chosenComputeDtype();
+}
+
+let float32Scope = 0;
+
+/**
+ * Run `f` (a forward being traced) with float32 matmuls whatever the compute dtype. jax-js 0.1.25 cannot
+ * differentiate a dtype cast (it has no transpose rule for `cast`: "Backward pass not implemented for
+ * cast"), so every differentiated forward traces its matmuls in float32: `valueAndGrad` and `grad` below do
+ * this for the function they differentiate, and the trainers' reference / old-policy log-probs, which meet
+ * the loss's log-probs, use it too. Synchronous: the scope covers the tracing of `f` only.
+ */
+export function float32Matmuls<T>(f: () => T): T {
+  float32Scope++;
+  try {
+    return f();
+  } finally {
+    float32Scope--;
+  }
+}
+
+/** The dtype the model's matmuls trace in now: the compute dtype, or float32 inside `float32Matmuls`. */
+export function matmulDtype(): ComputeDtype {
+  return float32Scope > 0 ? "float32" : chosenComputeDtype();
+}
+
+type AnyFn = (...args: never[]) => unknown;
+const inFloat32 =
+  <F extends AnyFn>(f: F) =>
+  (...args: Parameters<F>) =>
+    float32Matmuls(() => f(...args));
+
+/** jax-js's `valueAndGrad`, differentiating `f` with float32 matmuls (see `float32Matmuls`). */
+export const valueAndGrad = ((f: AnyFn, opts?: unknown) =>
+  jax.valueAndGrad(inFloat32(f) as never, opts as never)) as unknown as typeof jax.valueAndGrad;
+
+/** jax-js's `grad`, differentiating `f` with float32 matmuls (see `float32Matmuls`). */
+export const grad = ((f: AnyFn, opts?: unknown) =>
+  jax.grad(inFloat32(f) as never, opts as never)) as unknown as typeof jax.grad;
+
+/**
  * Initialise jax-js on the chosen device (idempotent): `opts.device`, else `selectDevice`'s choice (the CLI's
  * `--device`), else `TTRL_DEVICE`, else wasm. Arrays are then created on that device; model parameters,
- * loaded once, stay there across steps.
+ * loaded once, stay there across steps. The compute dtype (`opts.computeDtype`, else `--compute-dtype`, else
+ * `TTRL_COMPUTE_DTYPE`, else float32) is checked against the device here, before any work.
  */
-export async function initRuntime(opts?: { threads?: number; device?: EngineDevice }): Promise<void> {
+export async function initRuntime(opts?: {
+  threads?: number;
+  device?: EngineDevice;
+  computeDtype?: ComputeDtype;
+}): Promise<void> {
   if (opts?.device) selectDevice(opts.device);
+  if (opts?.computeDtype) selectComputeDtype(opts.computeDtype);
   if (opts?.threads !== undefined && opts.threads !== POOL_THREADS && !warned) {
     warned = true;
     process.stderr.write(
@@ -52,10 +122,12 @@ export async function initRuntime(opts?: { threads?: number; device?: EngineDevi
   }
   if (initialised) return initialised;
   const device = chosenDevice();
+  const dtype = chosenComputeDtype();
   initialised = (async () => {
     if (device === "webgpu") {
       const { startWebGpu } = await import("./webgpu.ts");
       const gpu = await startWebGpu();
+      checkComputeDtype(dtype, device, gpu); // before jax-js opens the device (its own error says less)
       const ready = await jax.init("webgpu");
       if (!ready.includes("webgpu"))
         throw new TtrlError(
@@ -63,11 +135,14 @@ export async function initRuntime(opts?: { threads?: number; device?: EngineDevi
         );
       jax.defaultDevice("webgpu");
       markStarted("webgpu");
+      markComputeStarted(dtype);
       return;
     }
+    checkComputeDtype(dtype, device);
     await jax.init("wasm");
     jax.defaultDevice("wasm");
     markStarted("wasm");
+    markComputeStarted(dtype);
     // jax-js compiles shared-memory kernels when it sees a worker pool at import; if something had imported
     // it before ./install.ts ran, the first kernel would fail on its memory import. Say so plainly.
     try {

@@ -14,6 +14,8 @@
  * - llvmpipe runs at most 65,535 iterations of any shader loop and then silently stops (a sum of a million
  *   ones returns 65,535). See `checkLoopTrips`.
  * - No bf16 on WebGPU: checkpoints are read as float32 (src/model loads every float dtype as float32).
+ * - float16 compute (`--compute-dtype float16`, ./device.ts) needs the adapter's `shader-f16`; the device is
+ *   requested with it whenever the adapter has it, and ./jax.ts refuses float16 on an adapter without it.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -242,9 +244,15 @@ export async function startWebGpu(): Promise<WebGpuInfo> {
   const software = isSoftware(adapter);
   const maxBinding = adapter.limits.maxStorageBufferBindingSize;
   const storageUsage = (dawn.globals.GPUBufferUsage as { STORAGE: number }).STORAGE;
+  const f16 = adapter.features.has("shader-f16");
   const requestDevice = adapter.requestDevice.bind(adapter);
   adapter.requestDevice = async (desc?: unknown) => {
-    const device = await requestDevice(desc);
+    // --compute-dtype float16 needs shader-f16 on the device: jax-js 0.1.25 already asks for it when the
+    // adapter has it (createBackend's requiredFeatures); this makes sure of it for any version.
+    const d = { ...((desc as { requiredFeatures?: string[] } | undefined) ?? {}) };
+    if (f16 && !d.requiredFeatures?.includes("shader-f16"))
+      d.requiredFeatures = [...(d.requiredFeatures ?? []), "shader-f16"];
+    const device = await requestDevice(d);
     guardDevice(device, software, maxBinding, storageUsage);
     return device;
   };
@@ -263,7 +271,7 @@ export async function startWebGpu(): Promise<WebGpuInfo> {
     adapter: name,
     software,
     maxBindingBytes: maxBinding,
-    f16: adapter.features.has("shader-f16"),
+    f16,
   };
   return info;
 }

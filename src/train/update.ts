@@ -4,7 +4,7 @@
  * update per pass through `applyUpdate` — the non-finite guard, learning-rate schedule and gradient
  * clipping that GRPO and SFT share.
  */
-import { type Array as JArray, jit, numpy as np, tree } from "../runtime/jax.ts";
+import { float32Matmuls, type Array as JArray, jit, numpy as np, tree } from "../runtime/jax.ts";
 import { TtrlError } from "../util/errors.ts";
 import { type GrpoSeq, grpoMicroBatches, type PackedBatch, type PackedPrefixBatch } from "./batch.ts";
 import type { GrpoConfig } from "./config.ts";
@@ -78,9 +78,15 @@ export function compileGrpo(policy: Policy, c: GrpoConfig): GrpoFunctions {
     useOld: c.num_iterations > 1,
     prefixLogprobs: policy.prefix?.logprobs,
   });
-  const forward = jit((p: Params, ids: JArray, targets: JArray) => policy.logprobs(p, ids, targets));
+  // The reference and old-policy log-probs meet the loss's in the ratio and the KL: traced like the loss,
+  // with float32 matmuls (--compute-dtype float16 speeds up sampling, not the update; see float32Matmuls).
+  const forward = jit((p: Params, ids: JArray, targets: JArray) =>
+    float32Matmuls(() => policy.logprobs(p, ids, targets)),
+  );
   const prefix = policy.prefix;
-  const prefixForward = prefix ? jit((p: Params, inputs: PrefixInputs) => prefix.logprobs(p, inputs)) : null;
+  const prefixForward = prefix
+    ? jit((p: Params, inputs: PrefixInputs) => float32Matmuls(() => prefix.logprobs(p, inputs)))
+    : null;
   return {
     loss,
     forward: forward as unknown as GrpoFunctions["forward"],

@@ -3,6 +3,7 @@ import { TEMPLATES } from "../../prompts/index.ts";
 import { UsageError } from "../../util/errors.ts";
 import {
   checkOutputFolder,
+  computeDtypeOption,
   deviceOption,
   parseChoice,
   parseFloatOption,
@@ -89,6 +90,7 @@ export function register(program: Command): void {
       "\nExamples:\n  ttrl eval --model models/tr-math-base --data data/tr-math/test.jsonl --k 8 --out runs/eval-base\n  ttrl eval --endpoint http://127.0.0.1:8000/v1 --model-name tr-math-base --data data/tr-math/test.jsonl --out runs/eval-http\n",
     )
     .addOption(deviceOption())
+    .addOption(computeDtypeOption())
     .action(async (o) => {
       if (Boolean(o.model) === Boolean(o.endpoint))
         throw new UsageError("give exactly one of --model DIR or --endpoint URL");

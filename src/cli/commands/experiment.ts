@@ -1,7 +1,7 @@
 import { type Command, Option } from "commander";
-import { selectDevice } from "../../runtime/device.ts";
+import { selectComputeDtype, selectDevice } from "../../runtime/device.ts";
 import { UsageError } from "../../util/errors.ts";
-import { deviceOption } from "../options.ts";
+import { computeDtypeOption, deviceOption } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -24,6 +24,7 @@ export function register(program: Command): void {
       "\nExamples:\n  ttrl experiment --out runs/tr-math            # the default study (< 15 min on 2 cores)\n  ttrl experiment --preset quick --out runs/smoke # about a minute, for smoke tests\n  ttrl experiment my.yml --out runs/mine         # my.yml overrides any preset key (train:, eval:, merge:, ...)\n",
     )
     .addOption(deviceOption())
+    .addOption(computeDtypeOption())
     .action(
       async (
         config: string | undefined,
@@ -33,11 +34,13 @@ export function register(program: Command): void {
           force?: boolean;
           printConfig?: boolean;
           device?: string;
+          computeDtype?: string;
         },
       ) => {
         const { loadExperimentConfig } = await import("../../experiment/config.ts");
         const cfg = loadExperimentConfig(config, o.preset);
         if (o.device === undefined && cfg.device) selectDevice(cfg.device); // --device wins over the config
+        if (o.computeDtype === undefined && cfg.compute_dtype) selectComputeDtype(cfg.compute_dtype); // so does --compute-dtype
         if (o.printConfig) {
           const YAML = (await import("yaml")).default;
           process.stdout.write(YAML.stringify(cfg));

@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { UsageError } from "../../util/errors.ts";
-import { deviceOption, parseFloatOption, parseIntOption } from "../options.ts";
+import { computeDtypeOption, deviceOption, parseFloatOption, parseIntOption } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -30,6 +30,7 @@ export function register(program: Command): void {
       '\nExample:\n  ttrl generate --model models/tiny --prompt "Soru: 2 + 3 kaç eder?\\n" --greedy --max-new-tokens 32\n',
     )
     .addOption(deviceOption())
+    .addOption(computeDtypeOption())
     .action(async (o) => {
       if (o.prompt === "") throw new UsageError("--prompt must not be empty");
       const { initRuntime } = await import("../../runtime/jax.ts");

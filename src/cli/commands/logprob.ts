@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { readJsonl, writeJsonl } from "../../io/jsonl.ts";
 import { InputError } from "../../util/errors.ts";
 import { createProgress } from "../../util/progress.ts";
-import { checkOutputFile, deviceOption, parseIntOption } from "../options.ts";
+import { checkOutputFile, computeDtypeOption, deviceOption, parseIntOption } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -20,6 +20,7 @@ export function register(program: Command): void {
       "\nExample:\n  ttrl logprob --model models/tiny --input seqs.jsonl --out logprobs.jsonl\n",
     )
     .addOption(deviceOption())
+    .addOption(computeDtypeOption())
     .action(async (o) => {
       checkOutputFile(o.out, "--out");
       // The input is read (and its shape checked) before the model loads: bad data fails in a moment.

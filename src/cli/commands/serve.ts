@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { deviceOption, parseIntOption } from "../options.ts";
+import { computeDtypeOption, deviceOption, parseIntOption } from "../options.ts";
 
 export function register(program: Command): void {
   program
@@ -38,6 +38,7 @@ export function register(program: Command): void {
     )
     .addHelpText("after", () => serveHelp())
     .addOption(deviceOption())
+    .addOption(computeDtypeOption())
     .action(async (o) => {
       const { loadEngine } = await import("../../eval/engine.ts");
       const { createServeServer, checkListen } = await import("../../serve/server.ts");

@@ -2,7 +2,13 @@ import type { Command } from "commander";
 import { SCHEDULER_TYPES } from "../../train/optim.ts";
 import { SFT_DEFAULTS, type SftConfig } from "../../train/sft.ts";
 import { UsageError } from "../../util/errors.ts";
-import { deviceOption, parseChoice, parseFloatOption, parseIntOption } from "../options.ts";
+import {
+  computeDtypeOption,
+  deviceOption,
+  parseChoice,
+  parseFloatOption,
+  parseIntOption,
+} from "../options.ts";
 
 export function register(program: Command): void {
   const d = SFT_DEFAULTS;
@@ -103,6 +109,7 @@ export function register(program: Command): void {
       "\nExample:\n  ttrl sft --model models/tiny --data data/sft.jsonl --out runs/sft --max-steps 200\n",
     )
     .addOption(deviceOption())
+    .addOption(computeDtypeOption())
     .action(async (o, cmd: Command) => {
       let cfg: SftConfig = {
         ...d,

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { ENGINES, TRL_DEFAULTS, TRL_KEYS } from "../../engines/trl/options.ts";
 import { flagName, GRPO_DEFAULTS, GRPO_KEYS } from "../../train/config.ts";
 import { UsageError } from "../../util/errors.ts";
-import { deviceOption } from "../options.ts";
+import { computeDtypeOption, deviceOption } from "../options.ts";
 
 const EXPLICIT = new Set(["model", "data", "reward"]);
 
@@ -57,6 +57,7 @@ Examples:
 `,
   );
   cmd.addOption(deviceOption());
+  cmd.addOption(computeDtypeOption());
   cmd.action(async (o: Record<string, unknown>) => {
     const flags: Record<string, unknown> = {};
     for (const key of [...Object.keys(GRPO_KEYS), "engine", ...Object.keys(TRL_KEYS)]) {
@@ -77,6 +78,10 @@ Examples:
     if (settings.engine === "trl" && o.device !== undefined && o.device !== "wasm")
       throw new UsageError(
         `--device ${String(o.device)} is an option of engine jax only; engine trl runs on torch's devices (CUDA when present: num_processes, accelerate_config)`,
+      );
+    if (settings.engine === "trl" && o.computeDtype !== undefined && o.computeDtype !== "float32")
+      throw new UsageError(
+        `--compute-dtype ${String(o.computeDtype)} is an option of engine jax only; engine trl computes in torch's dtypes (its bf16 option)`,
       );
     const res = await runGrpo({ ...settings, out, resume, overwrite: Boolean(o.overwrite) });
     const cfg = settings.config;
