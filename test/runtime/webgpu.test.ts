@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
@@ -18,18 +18,23 @@ import { test } from "node:test";
 const tmp = mkdtempSync(join(tmpdir(), "ttrl-webgpu-"));
 const env = { ...process.env, TTRL_THREADS: "1", TTRL_DEVICE: "" };
 
+/** The adapter Dawn finds here and whether it has shader-f16 (null: none found). */
+let adapterInfo: { adapter: string; f16: boolean } | null = null;
+
 /** Whether Dawn finds an adapter here (null), or why not. */
 function noAdapter(): string | null {
   const file = join(tmp, "probe.mjs");
   writeFileSync(
     file,
-    `const { initRuntime } = await import(${JSON.stringify(resolve("src/runtime/jax.ts"))});
-try { await initRuntime({ device: "webgpu" }); console.log("ok"); } catch (e) { console.log(e.message); }
+    `const rt = await import(${JSON.stringify(resolve("src/runtime/jax.ts"))});
+try { await rt.initRuntime({ device: "webgpu" }); console.log("ok " + JSON.stringify(rt.webgpuInfo())); } catch (e) { console.log(e.message); }
 process.exit(0);\n`,
   );
   const r = spawnSync(process.execPath, ["--import", "tsx", file], { encoding: "utf8", env });
-  const msg = r.stdout.trim();
-  return msg === "ok" ? null : msg || r.stderr.trim();
+  const msg = r.stdout.trim().split("\n").pop() ?? "";
+  if (!msg.startsWith("ok ")) return msg || r.stderr.trim();
+  adapterInfo = JSON.parse(msg.slice(3));
+  return null;
 }
 const why = noAdapter();
 const skip = why ? `no WebGPU adapter: ${why}` : false;
@@ -175,4 +180,49 @@ test("ttrl generate --device webgpu on a bf16 checkpoint samples the same greedy
   r = run("generate", "--model", dir, "--prompt", "x", "--device", "cuda");
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--device must be one of wasm, webgpu, got "cuda"/);
+});
+
+test("--compute-dtype float16 on an adapter without shader-f16 (llvmpipe) is refused by name before any work", {
+  skip,
+}, () => {
+  const input = join(tmp, "f16.jsonl");
+  writeFileSync(input, '{"id": "a", "text": "Soru: 2 + 3"}\n');
+  const out = join(tmp, "f16-out.jsonl");
+  const r = spawnSync(
+    process.execPath,
+    [
+      "bin/ttrl.mjs",
+      "logprob",
+      "--model",
+      "models/tr-math-base",
+      "--input",
+      input,
+      "--out",
+      out,
+      "--device",
+      "webgpu",
+      "--compute-dtype",
+      "float16",
+    ],
+    { encoding: "utf8", env },
+  );
+  const info = adapterInfo as { adapter: string; f16: boolean } | null;
+  assert.ok(info);
+  if (info.f16) {
+    // A GPU with shader-f16: float16 runs and the log-probs come back (as float32).
+    assert.equal(r.status, 0, r.stderr);
+    return;
+  }
+  assert.equal(r.status, 1, r.stderr);
+  const line = r.stderr
+    .split("\n")
+    .filter((l) => l.startsWith("ttrl:"))
+    .join("\n");
+  assert.equal(
+    line,
+    `ttrl: error: --compute-dtype float16: the WebGPU adapter (${info.adapter}) lacks shader-f16 (no float16 in its shaders): use a GPU whose adapter has shader-f16, or --compute-dtype float32`,
+  );
+  assert.doesNotMatch(r.stderr, /WebGPU device does not support shader-f16/); // ours comes first
+  assert.doesNotMatch(r.stderr, /\n\s+at .*\.m?[jt]s:\d+/);
+  assert.ok(!existsSync(out)); // no output written
 });
