@@ -10,6 +10,10 @@
  * Worker mode (also used by scripts/gpu/webgpu-check.sh), one JSON line on stdout:
  *   node --import tsx bench/webgpu.bench.ts --worker matmul DEVICE N...        square N×N×N products
  *   node --import tsx bench/webgpu.bench.ts --worker grpo DEVICE SHAPE P G L STEPS
+ *   node --import tsx bench/webgpu.bench.ts --worker f16 webgpu SHAPE P G L STEPS
+ * f16: `--compute-dtype float16` on an adapter with shader-f16 — log-probs of the same random model with
+ * float16 and float32 matmuls (one process: float32 through `float32Matmuls`), their largest difference and
+ * forward times, then the GRPO steps with float16 (as `grpo`); `{"skipped": ...}` without shader-f16.
  * SHAPE: tiny | medium (~29M, the presets) | 0.5b (Qwen2.5-0.5B's shape: d 896, MLP 4864, 24 layers, 14/2
  * heads, vocabulary 151,936; random weights, char-tr tokenizer).
  */
@@ -158,17 +162,92 @@ async function workerGrpo(
   };
 }
 
+/**
+ * Float16 compute against float32 on the same weights and tokens (B sequences of T random tokens), then
+ * GRPO steps with float16. Starts the runtime in float16: without shader-f16 it returns `skipped`.
+ */
+async function workerF16(
+  shape: string,
+  P: number,
+  G: number,
+  L: number,
+  steps: number,
+): Promise<Record<string, unknown>> {
+  const rt = await import("../src/runtime/jax.ts");
+  try {
+    await rt.initRuntime({ device: "webgpu", computeDtype: "float16" });
+  } catch (e) {
+    if (/lacks shader-f16/.test((e as Error).message))
+      return { skipped: "no shader-f16", reason: (e as Error).message };
+    throw e;
+  }
+  const { initPresetModel, PRESETS } = await import("../src/model/presets.ts");
+  const { tokenLogprobs } = await import("../src/model/forward.ts");
+  if (!(shape in PRESETS))
+    throw new Error(`f16: shape must be a preset (${Object.keys(PRESETS).join(", ")})`);
+  const model = await initPresetModel(shape as keyof typeof PRESETS, 1);
+  const cfg = model.config;
+  const { numpy: np, jit, tree, float32Matmuls } = rt;
+  type JA = import("../src/runtime/jax.ts").Array;
+  const B = 4;
+  const T = Math.min(128, cfg.maxPositionEmbeddings);
+  const ids = new Int32Array(B * T);
+  let x = 12345;
+  for (let i = 0; i < ids.length; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0; // an LCG: the same tokens on every machine
+    ids[i] = (x >>> 8) % cfg.vocabSize;
+  }
+  const targets = ids.map((_, i) => ids[(i + 1) % ids.length]);
+  const f16 = jit((p: typeof model.params, a: JA, b: JA) => tokenLogprobs(p, cfg, a, b));
+  const f32 = jit((p: typeof model.params, a: JA, b: JA) =>
+    float32Matmuls(() => tokenLogprobs(p, cfg, a, b)),
+  );
+  const run = async (f: typeof f16): Promise<{ lp: Float32Array; secs: number }> => {
+    const call = () =>
+      f(
+        tree.ref(model.params),
+        np.array(ids, { dtype: np.int32 }).reshape([B, T]),
+        np.array(targets, { dtype: np.int32 }).reshape([B, T]),
+      );
+    const lp = (await call().data()) as Float32Array; // compiles
+    const t0 = performance.now();
+    for (let i = 0; i < 5; i++) await call().data();
+    return { lp, secs: (performance.now() - t0) / 5000 };
+  };
+  const a = await run(f32);
+  const b = await run(f16);
+  f16.dispose();
+  f32.dispose();
+  let maxDiff = 0;
+  let sumDiff = 0;
+  for (let i = 0; i < a.lp.length; i++) {
+    const d = Math.abs(a.lp[i] - b.lp[i]);
+    maxDiff = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(maxDiff, d);
+    sumDiff += d;
+  }
+  tree.dispose(model.params);
+  const grpo = await workerGrpo("webgpu", shape, P, G, L, steps);
+  return {
+    ...grpo,
+    compute_dtype: rt.runtimeComputeDtype(),
+    logprob_tokens: a.lp.length,
+    logprob_max_abs_diff: maxDiff,
+    logprob_mean_abs_diff: sumDiff / a.lp.length,
+    forward_f32_s: a.secs,
+    forward_f16_s: b.secs,
+  };
+}
+
 if (process.argv[2] === "--worker") {
   const [mode, device, ...rest] = process.argv.slice(3);
   try {
+    const nums = rest.slice(1).map(Number) as [number, number, number, number];
     const out =
       mode === "matmul"
         ? await workerMatmul(device as Device, rest.map(Number))
-        : await workerGrpo(
-            device as Device,
-            rest[0],
-            ...(rest.slice(1).map(Number) as [number, number, number, number]),
-          );
+        : mode === "f16"
+          ? await workerF16(rest[0], ...nums)
+          : await workerGrpo(device as Device, rest[0], ...nums);
     process.stdout.write(`${JSON.stringify(out)}\n`);
     process.exit(0);
   } catch (e) {

@@ -5,6 +5,10 @@
 #   bash scripts/gpu/webgpu-check.sh [BUNDLE_DIR]
 # Prints matmul TFLOP/s, then 5 GRPO steps of the ~29M "medium" preset and of a random model of
 # Qwen2.5-0.5B's shape (step times: sampling / reference / update; device memory held by jax-js; nvidia-smi).
+# Then float16 compute (--compute-dtype float16) where the adapter has shader-f16: log-probs of the same random
+# model with float16 vs float32 matmuls (max |difference|, ~1e-2 expected) and the GRPO steps with float16
+# (float16 speeds up sampling and scoring; the update's forward/backward stay float32); without shader-f16
+# that part prints "no shader-f16: skipped" and does not fail the check.
 # Each part has its own time limit (TTRL_CHECK_SCALE=small runs a tiny version, e.g. on llvmpipe). JSON lines
 # go to $OUT/webgpu-check.jsonl when $OUT is set.
 set -uo pipefail
@@ -58,12 +62,15 @@ run() { # LIMIT_S ARGS...
   echo "$line" | "$W/node" -e '
     const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
     const f = (x, d = 2) => (typeof x === "number" ? x.toFixed(d) : String(x));
+    if (r.skipped) console.log(`float16 compute: ${r.skipped}: skipped (${r.reason})`);
+    else if (r.logprob_max_abs_diff !== undefined)
+      console.log(`float16 vs float32 log-probs (${r.logprob_tokens} tokens, ${r.shape}): max |diff| ${r.logprob_max_abs_diff.toExponential(2)}, mean ${r.logprob_mean_abs_diff.toExponential(2)}; forward ${f(r.forward_f16_s * 1000, 1)} vs ${f(r.forward_f32_s * 1000, 1)} ms; GRPO below in ${r.compute_dtype}`);
     if (r.step_s) {
       const n = r.step_s.length, last = (k) => r[k].slice(1), mean = (a) => a.reduce((s, x) => s + x, 0) / a.length;
       console.log(`grpo ${r.shape} (${(r.params / 1e6).toFixed(1)}M params) on ${r.adapter}: steps (s) ${r.step_s.map((x) => f(x)).join(", ")}`);
       if (n > 1) console.log(`  steps 2-${n} mean: step ${f(mean(last("step_s")))} s = sampling ${f(mean(last("sampling_s")))} + reference ${f(mean(last("reference_s")))} + update ${f(mean(last("update_s")))}`);
       console.log(`  losses ${r.loss.map((x) => f(x, 4)).join(", ")}; jax-js device memory peak ${f(r.gpu_peak_mib, 0)} MiB; host RSS ${f(r.peak_rss_mib, 0)} MiB; model init ${f(r.init_s, 1)} s`);
-    } else {
+    } else if (!r.skipped) {
       const ks = Object.keys(r).filter((k) => k.startsWith("gflops_"));
       console.log(`matmul on ${r.adapter}: ` + ks.map((k) => `N=${k.slice(7)} ${f(r[k] / 1000, 3)} TFLOP/s (${f(r[k], 1)} GFLOP/s)`).join(", "));
     }' -
@@ -87,10 +94,12 @@ status=0
 if [ "${TTRL_CHECK_SCALE:-full}" = small ]; then
   run 120 matmul webgpu 128 256 || status=1
   run 300 grpo webgpu tiny 2 4 8 2 || status=1
+  run 300 f16 webgpu tiny 2 4 8 2 || status=1
 else
   run 120 matmul webgpu 1024 2048 4096 8192 || status=1
   run 180 grpo webgpu medium 16 8 64 5 || status=1
   run 270 grpo webgpu 0.5b 8 8 64 5 || status=1
+  run 240 f16 webgpu medium 16 8 64 5 || status=1 # the same steps as the float32 medium run above
 fi
 echo "webgpu-check: results in $LOG"
 exit $status
