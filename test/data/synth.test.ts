@@ -151,8 +151,8 @@ describe("data synth", () => {
       assert.ok(readFileSync(join(out, f)).equals(readFileSync(join("data/tr-math", f))), `${f} differs`);
     const train = loadRows("data/tr-math/train.jsonl").rows;
     const test = loadRows("data/tr-math/test.jsonl").rows;
-    assert.equal(train.length, 2000);
-    assert.equal(test.length, 598);
+    assert.equal(train.length, 1400);
+    assert.equal(test.length, 420);
     const trainQ = new Set(train.map((x) => x.question));
     assert.ok(test.every((x) => !trainQ.has(x.question)));
   });
@@ -167,6 +167,12 @@ describe("data synth", () => {
       "4000",
       "--seed",
       "777",
+      "--ops",
+      "1",
+      "--levels",
+      "1",
+      "--max-number",
+      "30",
       "--exclude",
       "data/tr-math/test.jsonl",
       "--out",

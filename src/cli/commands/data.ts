@@ -7,7 +7,7 @@ import { importFile, PRESETS, type Preset } from "../../data/import.ts";
 import { LlmClient, type LlmConfig, RunStoppedError } from "../../data/llm.ts";
 import { extractRows, loadPromptFile, type StepResult, translateRows } from "../../data/llmsteps.ts";
 import { filterRows, parseSplitSpec, sampleRows, splitRows } from "../../data/ops.ts";
-import { loadRows, rowToJson, writeRows } from "../../data/schema.ts";
+import { type DataRow, loadRows, rowToJson, writeRows } from "../../data/schema.ts";
 import {
   LANGS,
   type Lang,
@@ -15,6 +15,7 @@ import {
   type SynthOptions,
   synthesize,
   synthesizeDrills,
+  TEMPLATE_NAMES,
 } from "../../data/synth.ts";
 import { writeFileAtomic } from "../../io/atomic.ts";
 import { TtrlError, UsageError } from "../../util/errors.ts";
@@ -370,6 +371,10 @@ export function register(program: Command): void {
       [1, 2, 3],
     )
     .option("--templates <list>", "only these templates (comma-separated)")
+    .option(
+      "--keep-templates <list>",
+      "make the set as without this flag, then keep only the rows of these templates (a subset of that set, in every split part)",
+    )
     .option("--max-question-chars <n>", "longest question", parseIntOption("--max-question-chars", 20), 120)
     .option("--max-solution-chars <n>", "longest solution", parseIntOption("--max-solution-chars", 20), 120)
     .option("--exclude <file>", "never produce a question of this dataset (repeatable)", collect, [])
@@ -418,7 +423,16 @@ export function register(program: Command): void {
         slips: f.slips,
         maxNumber: f.maxNumber,
       };
-      const { rows, stats } = asFlags(() => synthesize(opts));
+      const { rows: made, stats } = asFlags(() => synthesize(opts));
+      const keep = f.keepTemplates ? String(f.keepTemplates).split(",") : null;
+      for (const t of keep ?? [])
+        if (!TEMPLATE_NAMES.includes(t))
+          throw new UsageError(
+            `--keep-templates: unknown template "${t}" (known: ${TEMPLATE_NAMES.join(", ")})`,
+          );
+      const kept = (rs: DataRow[]) =>
+        keep ? rs.filter((r) => keep.includes(String((r.meta as { template?: string }).template))) : rs;
+      const rows = spec ? made : kept(made);
       const lines = [`generated: ${rows.length} (attempts ${stats.attempts})`];
       if (f.looseFormat > 0) lines.push(`loose layouts: ${JSON.stringify(stats.byLayout)}`);
       if (f.slips > 0) lines.push(`solutions with a slip: ${stats.slipped}`);
@@ -430,8 +444,9 @@ export function register(program: Command): void {
       if (spec) {
         const s = splitRows(rows, spec, f.seed);
         for (const p of s.parts) {
-          await writeRows(join(f.out, `${p.name}.jsonl`), p.rows);
-          lines.push(`${p.name}: ${p.rows.length}`);
+          const part = kept(p.rows);
+          await writeRows(join(f.out, `${p.name}.jsonl`), part);
+          lines.push(`${p.name}: ${part.length}${keep ? ` (of ${p.rows.length})` : ""}`);
         }
         if (s.unused) lines.push(`not in any split: ${s.unused}`);
       } else {
