@@ -157,6 +157,34 @@ describe("data synth", () => {
     assert.ok(test.every((x) => !trainQ.has(x.question)));
   });
 
+  it("--keep-templates keeps a subset of the set made without it, in every part; unknown names refused", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ttrl-keep-"));
+    const base = ["synth", "--lang", "tr", "--n", "300", "--seed", "5", "--ops", "1", "--levels", "1"];
+    assert.equal(cli([...base, "--split", "200:100", "--out", join(dir, "all")]).status, 0);
+    const r = cli([
+      ...base,
+      "--split",
+      "200:100",
+      "--keep-templates",
+      "age-later,buy",
+      "--out",
+      join(dir, "kept"),
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    for (const part of ["train", "test"]) {
+      const all = loadRows(join(dir, "all", `${part}.jsonl`)).rows;
+      const kept = loadRows(join(dir, "kept", `${part}.jsonl`)).rows;
+      const want = all.filter((x) => ["age-later", "buy"].includes(String(x.meta?.template)));
+      assert.ok(want.length > 0 && want.length < all.length, `${part}: ${want.length} of ${all.length}`);
+      assert.deepEqual(kept.map(rowToJson), want.map(rowToJson));
+      assert.match(r.stdout, new RegExp(`${part}: ${want.length} \\(of ${all.length}\\)`));
+    }
+    const bad = cli([...base, "--keep-templates", "age-later,nope", "--out", join(dir, "bad.jsonl")]);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--keep-templates: unknown template "nope" \(known: /);
+    assert.doesNotMatch(bad.stderr, /\n\s+at /);
+  });
+
   it("--exclude keeps a warm-up set free of the test questions", () => {
     const dir = mkdtempSync(join(tmpdir(), "ttrl-sft-"));
     const r = cli([
