@@ -34,6 +34,7 @@ describe("ttrl experiment --preset quick (real pieces, tiny model)", () => {
         train_data: join(tmp, "train.jsonl"),
         test_data: join(tmp, "test.jsonl"),
         train: { max_steps: 1, max_completion_length: 16, prompts_per_step: 2, num_generations: 2 },
+        runs: { majority: { num_generations: 4, rewarded_count: 2 } }, // 4 vote, 2 trained
         eval: { k: 2, ks: [1, 2], max_tokens: 16, limit: 4 },
       }),
     );
@@ -104,16 +105,19 @@ describe("ttrl experiment --preset quick (real pieces, tiny model)", () => {
     assert.deepEqual(acc[0].prompt_ids, maj[0].prompt_ids);
     for (const k of ["majority_ratio", "label_accuracy", "reward_accuracy"])
       assert.ok(acc[0][k] >= 0 && acc[0][k] <= 1, `accuracy run's ${k}: ${acc[0][k]}`);
-    for (const [run, fn, entry] of [
-      ["accuracy", "accuracy", acc[0]],
-      ["majority", "majority", maj[0]],
+    for (const [run, fn, entry, votes] of [
+      ["accuracy", "accuracy", acc[0], 2],
+      ["majority", "majority", maj[0], 4],
     ] as const) {
       const gens = readFileSync(join(out, "train", run, "generations.jsonl"), "utf8")
         .trim()
         .split("\n")
         .map((l) => JSON.parse(l));
-      assert.equal(gens.length, 2 * 2);
-      const rewards = gens.map((g) => g.rewards[fn] as number);
+      // Every voting completion is logged; 2 per prompt are trained (rewarded), the others have null rewards.
+      assert.equal(gens.length, 2 * votes);
+      const trained = gens.filter((g) => g.rewards !== null);
+      assert.equal(trained.length, 2 * 2);
+      const rewards = trained.map((g) => g.rewards[fn] as number);
       assert.equal(entry[`rewards/${fn}/mean`], rewards.reduce((a, b) => a + b, 0) / rewards.length);
     }
     const again = await runExperiment({ config: cfg, out, log: () => {} });

@@ -132,10 +132,17 @@ describe("ttrl experiment stages", () => {
     // include the label-based accuracy reward).
     assert.deepEqual(acc.reward_funcs, ["format", "accuracy"]);
     assert.deepEqual(maj.reward_funcs, ["format", "majority"]);
+    // The majority run votes with more samples than it trains on (N vote, M trained); it trains on as many
+    // completions per prompt as the accuracy run.
+    assert.equal(acc.num_generations, 4);
+    assert.equal(acc.rewarded_count, undefined);
+    assert.deepEqual([maj.num_generations, maj.rewarded_count], [8, 4]);
     const same = (c: any) => ({
       ...c,
       reward: null,
       reward_funcs: c.reward_funcs.map((f: string) => (f === c.reward ? "<the run's reward>" : f)),
+      num_generations: null,
+      rewarded_count: null,
     });
     assert.deepEqual(same(acc), same(maj));
     assert.deepEqual(

@@ -122,20 +122,20 @@ describe("ttrl serve with the openai client (models/tr-math-base)", () => {
   });
 
   it("stop strings are left out of the streamed text too, never half-sent", async () => {
-    const body = {
-      model: "tr-math-base",
-      prompt,
-      max_tokens: 60,
-      seed: 7,
-      temperature: 0,
-      stop: ["</mantık>"],
-    };
-    const full = await client.completions.create(body);
+    const body = { model: "tr-math-base", prompt, max_tokens: 60, seed: 7, temperature: 0 };
+    // The stop string: 4 characters from the middle of the model's own greedy completion, so it is hit.
+    const plain = (await client.completions.create(body)).choices[0].text;
+    const at = Math.floor(plain.length / 2);
+    const stop = plain.slice(at, at + 4);
+    assert.equal(stop.length, 4, JSON.stringify(plain));
+    const want = plain.slice(0, plain.indexOf(stop));
+    const full = await client.completions.create({ ...body, stop: [stop] });
+    assert.equal(full.choices[0].text, want);
+    assert.equal(full.choices[0].finish_reason, "stop");
     let text = "";
-    for await (const c of await client.completions.create({ ...body, stream: true }))
+    for await (const c of await client.completions.create({ ...body, stop: [stop], stream: true }))
       text += c.choices[0].text;
-    assert.equal(text, full.choices[0].text);
-    assert.ok(!text.includes("</"), JSON.stringify(text));
+    assert.equal(text, want, JSON.stringify({ plain, stop }));
   });
 
   it("echo + logprobs with max_tokens 0 scores the prompt exactly as `ttrl logprob` (within 1e-5)", async () => {
