@@ -4,9 +4,9 @@ import { InvalidArgumentError, Option } from "commander";
 import type { Extractor } from "../answers/index.ts";
 import {
   COMPUTE_DTYPES,
-  type ComputeDtype,
   ENGINE_DEVICES,
-  type EngineDevice,
+  parseComputeDtype,
+  parseDevice,
   selectComputeDtype,
   selectDevice,
 } from "../runtime/device.ts";
@@ -76,21 +76,37 @@ export function checkOutputFolder(path: string, flag: string): void {
   if (!st.isDirectory()) throw new UsageError(`${flag} ${path}: is a file; give a folder path`);
 }
 
+/** A flag whose value `parse` checks (a UsageError becomes commander's own error) and `select` records. */
+function settingOption<T>(
+  flags: string,
+  help: string,
+  parse: (value: string) => T,
+  select: (value: T) => void,
+): Option {
+  return new Option(flags, help).argParser((value: string) => {
+    let v: T;
+    try {
+      v = parse(value);
+    } catch (e) {
+      throw e instanceof UsageError ? new InvalidArgumentError(e.message) : e;
+    }
+    select(v);
+    return value;
+  });
+}
+
 /**
  * `--device wasm|webgpu`, the engine's device, for every command that runs the engine. The choice is made
  * as the flag is parsed (src/runtime/device.ts), before the command starts the engine; without the flag,
  * TTRL_DEVICE or wasm.
  */
 export function deviceOption(): Option {
-  return new Option(
+  return settingOption(
     "--device <name>",
     `engine device: ${ENGINE_DEVICES.join(" or ")} (webgpu: a GPU through Dawn; default: TTRL_DEVICE or wasm)`,
-  ).argParser((value: string) => {
-    if (!(ENGINE_DEVICES as readonly string[]).includes(value))
-      throw new InvalidArgumentError(`--device must be one of ${ENGINE_DEVICES.join(", ")}, got "${value}"`);
-    selectDevice(value as EngineDevice);
-    return value;
-  });
+    (v) => parseDevice(v),
+    selectDevice,
+  );
 }
 
 /**
@@ -99,17 +115,12 @@ export function deviceOption(): Option {
  * precision) needs `--device webgpu` on an adapter with shader-f16, checked when the engine starts.
  */
 export function computeDtypeOption(): Option {
-  return new Option(
+  return settingOption(
     "--compute-dtype <dtype>",
     `precision of the model's matmuls: ${COMPUTE_DTYPES.join(" or ")} (float16: mixed precision, float32 weights and everything else; --device webgpu on an adapter with shader-f16 only; default: TTRL_COMPUTE_DTYPE or float32)`,
-  ).argParser((value: string) => {
-    if (!(COMPUTE_DTYPES as readonly string[]).includes(value))
-      throw new InvalidArgumentError(
-        `--compute-dtype must be one of ${COMPUTE_DTYPES.join(", ")}, got "${value}"`,
-      );
-    selectComputeDtype(value as ComputeDtype);
-    return value;
-  });
+    (v) => parseComputeDtype(v),
+    selectComputeDtype,
+  );
 }
 
 /**

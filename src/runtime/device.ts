@@ -12,76 +12,94 @@
  */
 import { TtrlError, UsageError } from "../util/errors.ts";
 
+/**
+ * One per-process engine setting (the device, the compute dtype): chosen before the runtime initialises
+ * (flag, config key), else read from its environment variable, else its default; fixed once the runtime
+ * has started with it.
+ */
+function processSetting<T extends string>(spec: {
+  values: readonly T[];
+  flag: string;
+  env: string;
+  fallback: T;
+  /** How an error says the running value is in use: "runs on", "computes in". */
+  inUse: string;
+}) {
+  let selected: T | null = null;
+  let started: T | null = null;
+  const parse = (value: string, where = spec.flag): T => {
+    if ((spec.values as readonly string[]).includes(value)) return value as T;
+    throw new UsageError(`${where} must be one of ${spec.values.join(", ")}, got "${value}"`);
+  };
+  return {
+    parse,
+    select(value: T): void {
+      if (started !== null && started !== value)
+        throw new TtrlError(
+          `the engine already ${spec.inUse} ${started} in this process; ${spec.flag} ${value} must be chosen before it starts`,
+        );
+      selected = value;
+    },
+    chosen(): T {
+      if (started) return started;
+      if (selected) return selected;
+      const env = process.env[spec.env];
+      return env ? parse(env, spec.env) : spec.fallback;
+    },
+    markStarted(value: T): void {
+      started = value;
+    },
+  };
+}
+
 export const ENGINE_DEVICES = ["wasm", "webgpu"] as const;
 export type EngineDevice = (typeof ENGINE_DEVICES)[number];
 
-let selected: EngineDevice | null = null;
-let started: EngineDevice | null = null;
+const device = processSetting<EngineDevice>({
+  values: ENGINE_DEVICES,
+  flag: "--device",
+  env: "TTRL_DEVICE",
+  fallback: "wasm",
+  inUse: "runs on",
+});
 
 /** Parse a device name (`--device`, `device:`, `TTRL_DEVICE`); `where` names the source in the error. */
-export function parseDevice(value: string, where = "--device"): EngineDevice {
-  if ((ENGINE_DEVICES as readonly string[]).includes(value)) return value as EngineDevice;
-  throw new UsageError(`${where} must be one of ${ENGINE_DEVICES.join(", ")}, got "${value}"`);
-}
+export const parseDevice: (value: string, where?: string) => EngineDevice = device.parse;
 
 /**
  * Choose the engine's device (before the runtime initialises). Choosing the device already running is a
  * no-op; choosing another once the engine has started is an error (one device per process).
  */
-export function selectDevice(device: EngineDevice): void {
-  if (started !== null && started !== device)
-    throw new TtrlError(
-      `the engine already runs on ${started} in this process; --device ${device} must be chosen before it starts`,
-    );
-  selected = device;
-}
+export const selectDevice: (value: EngineDevice) => void = device.select;
 
 /** The device the runtime will start (or has started): the selected one, else TTRL_DEVICE, else wasm. */
-export function chosenDevice(): EngineDevice {
-  if (started) return started;
-  if (selected) return selected;
-  const env = process.env.TTRL_DEVICE;
-  return env ? parseDevice(env, "TTRL_DEVICE") : "wasm";
-}
+export const chosenDevice: () => EngineDevice = device.chosen;
 
 /** Record the device the runtime started (called by ./jax.ts). */
-export function markStarted(device: EngineDevice): void {
-  started = device;
-}
+export const markStarted: (value: EngineDevice) => void = device.markStarted;
 
 export const COMPUTE_DTYPES = ["float32", "float16"] as const;
 export type ComputeDtype = (typeof COMPUTE_DTYPES)[number];
 
-let selectedDtype: ComputeDtype | null = null;
-let startedDtype: ComputeDtype | null = null;
+const computeDtype = processSetting<ComputeDtype>({
+  values: COMPUTE_DTYPES,
+  flag: "--compute-dtype",
+  env: "TTRL_COMPUTE_DTYPE",
+  fallback: "float32",
+  inUse: "computes in",
+});
 
 /** Parse a compute dtype (`--compute-dtype`, `compute_dtype:`, `TTRL_COMPUTE_DTYPE`); `where` names the source. */
-export function parseComputeDtype(value: string, where = "--compute-dtype"): ComputeDtype {
-  if ((COMPUTE_DTYPES as readonly string[]).includes(value)) return value as ComputeDtype;
-  throw new UsageError(`${where} must be one of ${COMPUTE_DTYPES.join(", ")}, got "${value}"`);
-}
+export const parseComputeDtype: (value: string, where?: string) => ComputeDtype = computeDtype.parse;
 
 /** Choose the compute dtype (before the runtime initialises); like `selectDevice`, fixed once it starts. */
-export function selectComputeDtype(dtype: ComputeDtype): void {
-  if (startedDtype !== null && startedDtype !== dtype)
-    throw new TtrlError(
-      `the engine already computes in ${startedDtype} in this process; --compute-dtype ${dtype} must be chosen before it starts`,
-    );
-  selectedDtype = dtype;
-}
+export const selectComputeDtype: (value: ComputeDtype) => void = computeDtype.select;
 
 /** The compute dtype in use (or to be used): the selected one, else TTRL_COMPUTE_DTYPE, else float32. */
-export function chosenComputeDtype(): ComputeDtype {
-  if (startedDtype) return startedDtype;
-  if (selectedDtype) return selectedDtype;
-  const env = process.env.TTRL_COMPUTE_DTYPE;
-  return env ? parseComputeDtype(env, "TTRL_COMPUTE_DTYPE") : "float32";
-}
+export const chosenComputeDtype: () => ComputeDtype = computeDtype.chosen;
 
 /** Record the compute dtype the runtime started with (called by ./jax.ts). */
-export function markComputeStarted(dtype: ComputeDtype): void {
-  startedDtype = dtype;
-}
+export const markComputeStarted: (value: ComputeDtype) => void = computeDtype.markStarted;
 
 /**
  * Refuse a compute dtype the device cannot run (called by ./jax.ts as the device starts). `gpu`: the WebGPU
