@@ -423,13 +423,13 @@ export function register(program: Command): void {
         slips: f.slips,
         maxNumber: f.maxNumber,
       };
-      const { rows: made, stats } = asFlags(() => synthesize(opts));
       const keep = f.keepTemplates ? String(f.keepTemplates).split(",") : null;
       for (const t of keep ?? [])
         if (!TEMPLATE_NAMES.includes(t))
           throw new UsageError(
             `--keep-templates: unknown template "${t}" (known: ${TEMPLATE_NAMES.join(", ")})`,
           );
+      const { rows: made, stats } = asFlags(() => synthesize(opts));
       const kept = (rs: DataRow[]) =>
         keep ? rs.filter((r) => keep.includes(String((r.meta as { template?: string }).template))) : rs;
       const rows = spec ? made : kept(made);
